@@ -1,0 +1,1 @@
+"""Sub-commands of the `aidetect` CLI, one module per family."""

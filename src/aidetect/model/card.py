@@ -1,0 +1,73 @@
+"""The JSON model card that travels with the weights, and the verdict rule it defines."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aidetect.model.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+CARD_FILE = "card.json"
+WEIGHTS_FILE = "model.safetensors"
+# Output index of each canonical class. Every model in this project emits logits in this
+# order, whatever order the training data used (the data's own names are recorded in
+# ``source_classes``).
+CLASSES = ("real", "ai")
+AI_INDEX = 1
+
+
+@dataclass
+class ModelCard:
+    architecture: str
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    input_size: int = 32
+    classes: list[str] = field(default_factory=lambda: list(CLASSES))
+    source_classes: dict[str, str] = field(default_factory=dict)  # data's name -> real|ai
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    temperature: float = 1.0
+    threshold: float = 0.5
+    uncertain_band: list[float] = field(default_factory=lambda: [0.35, 0.65])
+    data: dict[str, Any] = field(default_factory=dict)  # sources, split, split hash, counts
+    metrics: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)  # epochs, seed, time, command
+    version: str = ""
+    created: str = ""
+    format_version: int = 1
+
+    # -- verdict rule -------------------------------------------------------------------
+    def verdict(self, prob_ai: float) -> tuple[str, bool]:
+        """Label (``ai``/``real``) from the calibrated probability, and whether it falls
+        inside the uncertain band."""
+        lo, hi = self.uncertain_band
+        label = "ai" if prob_ai >= self.threshold else "real"
+        return label, bool(lo <= prob_ai <= hi)
+
+    # -- I/O ---------------------------------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False, default=_json_default)
+
+    def save(self, model_dir: Path) -> None:
+        (model_dir / CARD_FILE).write_text(self.to_json() + "\n", encoding="utf-8")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    @classmethod
+    def load(cls, model_dir: Path) -> ModelCard:
+        return cls.from_dict(json.loads((model_dir / CARD_FILE).read_text(encoding="utf-8")))
+
+
+def _json_default(obj: object) -> object:
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
