@@ -63,7 +63,9 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        cli.main(args=argv, prog_name="aidetect", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="aidetect", standalone_mode=False)
+        if isinstance(rv, int) and not isinstance(rv, bool):
+            return rv  # click returns the exit code of ``ctx.exit(n)`` / ``Exit(n)`` here
     except AidetectError as exc:
         click.echo(f"aidetect: error: {exc}", err=True)
         return 2

@@ -1,0 +1,124 @@
+"""``aidetect predict IMAGE...``: score files directly (no database, no workers).
+
+A table (rich) or ``--json`` (one object per image: path, label, prob_ai, uncertain,
+model_version, and cam_path/overlay_path with ``--heatmap DIR``; or path + error). A bad
+file gets its own error row; the others are still scored; the exit code is 1 if any
+failed. A missing or broken model is a one-line error with exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from aidetect.explain.cam import CAM_METHODS
+
+
+def _fmt_prob(p: float | None) -> str:
+    return "" if p is None else f"{p:.3f}"
+
+
+@click.command("predict")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per image.")
+@click.option(
+    "--heatmap",
+    "heatmap_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write Grad-CAM heatmaps (raw CAM + overlay PNG) into this folder.",
+)
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Model directory (default: AIDETECT_MODEL or the shipped model).",
+)
+@click.option(
+    "--cam-method",
+    type=click.Choice(CAM_METHODS, case_sensitive=False),
+    default=None,
+    help="Grad-CAM variant (default: AIDETECT_CAM_METHOD or gradcam).",
+)
+@click.option("--explain-other", is_flag=True, help="Explain the class that was NOT predicted.")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=None, help="Images per pass.")
+@click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
+def predict(
+    images: tuple[Path, ...],
+    as_json: bool,
+    heatmap_dir: Path | None,
+    model_dir: Path | None,
+    cam_method: str | None,
+    explain_other: bool,
+    batch_size: int | None,
+    device: str | None,
+) -> None:
+    """Score IMAGE files: label, calibrated probability of AI, uncertain band."""
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from aidetect.inference import Detector
+
+    detector = Detector(model_dir=model_dir, device=device, cam_method=cam_method)
+    size = batch_size or detector.settings.batch_size
+    target = "other" if explain_other else "predicted"
+    explain = heatmap_dir is not None
+    paths = [str(p) for p in images]
+    verdicts = []
+    err = Console(stderr=True)
+    with Progress(console=err, transient=True, disable=len(paths) <= size) as progress:
+        task = progress.add_task("scoring", total=len(paths))
+        for i in range(0, len(paths), size):
+            chunk = paths[i : i + size]
+            verdicts.extend(detector.classify(chunk, explain=explain, target=target, heatmap_dir=heatmap_dir))
+            progress.advance(task, len(chunk))
+
+    if as_json:
+        out = []
+        for v in verdicts:
+            if v.error:
+                out.append({"path": v.source, "error": v.error})
+                continue
+            obj = {
+                "path": v.source,
+                "label": v.label,
+                "prob_ai": v.prob_ai,
+                "uncertain": v.uncertain,
+                "model_version": v.model_version,
+                "sha256": v.sha256,
+                "width": v.width,
+                "height": v.height,
+                "tiles": v.tiles,
+            }
+            if heatmap_dir is not None:
+                obj.update(
+                    cam_path=v.cam_path, overlay_path=v.overlay_path, cam_method=v.cam_method, cam_class=v.cam_class
+                )
+            out.append(obj)
+        click.echo(json.dumps(out, indent=2))
+    else:
+        table = Table(title=f"aidetect predict (model {detector.version})")
+        table.add_column("path", overflow="fold")
+        table.add_column("label")
+        table.add_column("prob_ai", justify="right")
+        table.add_column("uncertain")
+        if heatmap_dir is not None:
+            table.add_column("overlay", overflow="fold")
+        table.add_column("error", overflow="fold")
+        for v in verdicts:
+            row = [v.source, v.label or "-", _fmt_prob(v.prob_ai), "" if v.uncertain is None else ("yes" if v.uncertain else "no")]
+            if heatmap_dir is not None:
+                row.append(Path(v.overlay_path).name if v.overlay_path else "")
+            row.append(v.error or "")
+            table.add_row(*row)
+        Console(width=max(100, Console().width)).print(table)
+    failed = sum(1 for v in verdicts if v.error)
+    if failed:
+        click.echo(f"aidetect: {failed} of {len(verdicts)} image(s) failed", err=True)
+        sys.stdout.flush()
+        raise click.exceptions.Exit(1)
