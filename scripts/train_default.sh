@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Reproduce the shipped default model (and the seed baseline) from ../shared/data/cifake.
+# Usage: scripts/train_default.sh [default|seed] [OUT]
+# The CIFAKE parquet set has train/validation/test splits: train on train (40k), calibrate
+# on validation (5k), report test (5k) in the card. ~15 min per model on 2 CPU cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+which=${1:-default}
+data=${AIDETECT_SHARED_DATA:-../shared/data}/cifake
+case "$which" in
+  default)
+    out=${2:-src/aidetect/models/default}
+    exec .venv/bin/aidetect train --data "cifake=$data" --out "$out" --arch npr_resnet \
+      --epochs 14 --batch-size 128 --lr 3e-3 --patience 4 --seed 0 --threads 2 ;;
+  seed)
+    out=${2:-build/models/seed}
+    exec .venv/bin/aidetect train --data "cifake=$data" --out "$out" --arch seed \
+      --epochs 14 --batch-size 128 --lr 1e-3 --patience 4 --seed 0 --threads 2 ;;
+  *) echo "usage: $0 [default|seed] [OUT]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,105 @@
+"""``aidetect train`` and ``aidetect evaluate``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+DATA_HELP = (
+    "Data source, repeatable: a Hugging Face hub id (default "
+    "Hemg/AI-Generated-vs-Real-Images-Datasets), a .parquet file or folder of parquet files "
+    "(hub layout), an image folder with one sub-folder per class, or a save_to_disk folder. "
+    "NAME=SPEC names it (its group in reports)."
+)
+LABEL_MAP_HELP = "Map a class name of the data to real or ai, e.g. --label-map Photos=real (repeatable)."
+
+
+@click.command("train")
+@click.option("--data", "data", multiple=True, metavar="SOURCE", help=DATA_HELP)
+@click.option("--label-map", multiple=True, metavar="NAME=real|ai", help=LABEL_MAP_HELP)
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Model directory to write (model.safetensors + card.json).")
+@click.option("--arch", default="npr_resnet", show_default=True, help="Architecture (see aidetect.model.list_models).")
+@click.option("--arch-kw", multiple=True, metavar="KEY=JSON", help="Architecture argument, e.g. --arch-kw 'widths=[16,32,64]'.")
+@click.option("--input-size", default=32, show_default=True, type=int)
+@click.option("--epochs", default=12, show_default=True, type=int)
+@click.option("--batch-size", default=128, show_default=True, type=int)
+@click.option("--lr", default=3e-3, show_default=True, type=float, help="Peak learning rate (one-cycle).")
+@click.option("--weight-decay", default=5e-4, show_default=True, type=float)
+@click.option("--patience", default=4, show_default=True, type=int, help="Early stopping: epochs without improvement.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--val-fraction", default=0.1, show_default=True, type=float,
+              help="Validation share when a source has no validation split (seeded, stratified).")
+@click.option("--max-train", type=int, default=None, help="Use at most this many training images (stratified).")
+@click.option("--jpeg-p", default=0.3, show_default=True, type=float, help="Share of training images JPEG-recompressed.")
+@click.option("--blur-p", default=0.1, show_default=True, type=float, help="Share of training images blurred.")
+@click.option("--grayscale-p", default=0.05, show_default=True, type=float, help="Share of training images made gray.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available).")
+@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out with the same options.")
+@click.option("--publish", is_flag=True, help="Register the trained model as the active version (workers switch to it).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def train(data, label_map, out, arch, arch_kw, input_size, epochs, batch_size, lr, weight_decay, patience, seed,
+          val_fraction, max_train, jpeg_p, blur_p, grayscale_p, device, threads, resume, publish, quiet) -> None:
+    """Train a model directory on one or more data sources; calibrate it on validation."""
+    from aidetect.errors import AidetectError
+    from aidetect.trainer.loop import TrainConfig
+    from aidetect.trainer.loop import train as run_training
+
+    kwargs = {}
+    for item in arch_kw:
+        key, _, value = item.partition("=")
+        try:
+            kwargs[key] = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise AidetectError(f"--arch-kw {item!r}: the value must be JSON") from exc
+    cfg = TrainConfig(
+        data=list(data), out=out, arch=arch, arch_kwargs=kwargs, label_map=list(label_map), input_size=input_size,
+        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience, seed=seed,
+        val_fraction=val_fraction, max_train=max_train, resume=resume, device=device, threads=threads,
+        blur_p=blur_p, jpeg_p=jpeg_p, grayscale_p=grayscale_p, progress=not quiet,
+    )
+    model_dir = run_training(cfg)
+    if publish:
+        from aidetect.db.registry import publish_model
+
+        version = publish_model(model_dir, activate=True)
+        click.echo(f"published {model_dir} as the active model version {version}")
+
+
+@click.command("evaluate")
+@click.option("--data", "data", multiple=True, metavar="SOURCE", help=DATA_HELP)
+@click.option("--label-map", multiple=True, metavar="NAME=real|ai", help=LABEL_MAP_HELP)
+@click.option("--split", default=None, help="Split to evaluate (default: each source's test split, else all of it).")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
+              help="Model directory (default: AIDETECT_MODEL or the shipped model).")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Report folder (default: reports/<model version>-<data name>).")
+@click.option("--robustness/--no-robustness", default=True, show_default=True,
+              help="Also score JPEG q90/75/50, 0.5x downscaled, blurred and grayscale copies.")
+@click.option("--limit", type=int, default=None, help="Evaluate a stratified sample of at most this many images.")
+@click.option("--explain", "explain_n", type=int, default=0, help="Deletion test of the heatmaps on N sampled images.")
+@click.option("--batch-size", default=256, show_default=True, type=int)
+@click.option("--threads", type=int, default=None, help="torch CPU threads.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics JSON on stdout.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def evaluate(data, label_map, split, model_dir, out, robustness, limit, explain_n, batch_size, threads, as_json,
+             quiet) -> None:
+    """Evaluate a model: metrics, per-group, robustness table, plots and a markdown report."""
+    from aidetect.trainer.evaluate import EvalConfig, run_evaluation
+
+    cfg = EvalConfig(
+        data=list(data), label_map=list(label_map), split=split, model_dir=model_dir, out=out,
+        robustness=robustness, limit=limit, explain=explain_n, batch_size=batch_size, threads=threads,
+        progress=not quiet and not as_json,
+    )
+    result = run_evaluation(cfg)
+    if as_json:
+        from aidetect.trainer.evaluate import clean_json
+
+        sys.stdout.write(json.dumps(clean_json(result.summary()), indent=2, default=str) + "\n")
+    else:
+        click.echo(result.console_text())

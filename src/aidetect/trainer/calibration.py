@@ -1,0 +1,75 @@
+"""Calibration fitted on the validation split: temperature, threshold, uncertain band.
+
+- Temperature scaling (Guo et al., 2017): one scalar T > 0 dividing the logits, fitted by
+  minimising the negative log-likelihood of the validation labels.
+- Threshold: the calibrated P(ai) cut that maximises balanced accuracy on validation
+  (ties: the one closest to 0.5).
+- Uncertain band ``[lo, hi]`` around the threshold: the narrowest band such that the
+  validation images *outside* it are classified with accuracy >= ``target_accuracy``,
+  capped at ``max_uncertain`` of the validation images inside it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 200) -> float:
+    logits = logits.detach().double()
+    labels = labels.detach().long()
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    t = float(log_t.exp())
+    return t if math.isfinite(t) and 0.01 < t < 100 else 1.0
+
+
+def prob_ai(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:
+    return torch.softmax(logits.detach().float() / temperature, dim=1)[:, 1].numpy()
+
+
+def fit_threshold(p: np.ndarray, y: np.ndarray) -> float:
+    cands = np.unique(np.concatenate([np.linspace(0.05, 0.95, 91), [0.5]]))
+    best, best_score = 0.5, -1.0
+    pos, neg = max(1, int((y == 1).sum())), max(1, int((y == 0).sum()))
+    for t in cands:
+        pred = p >= t
+        bacc = 0.5 * ((pred & (y == 1)).sum() / pos + (~pred & (y == 0)).sum() / neg)
+        if bacc > best_score + 1e-12 or (abs(bacc - best_score) <= 1e-12 and abs(t - 0.5) < abs(best - 0.5)):
+            best, best_score = float(t), float(bacc)
+    return round(best, 4)
+
+
+def fit_band(
+    p: np.ndarray, y: np.ndarray, threshold: float, target_accuracy: float = 0.99, max_uncertain: float = 0.2
+) -> tuple[list[float], dict[str, float]]:
+    correct = (p >= threshold) == (y == 1)
+    dist = np.abs(p - threshold)
+    chosen = 0.0
+    for d in np.linspace(0.0, 0.49, 99):
+        outside = dist > d
+        frac_in = 1.0 - outside.mean()
+        if frac_in > max_uncertain:
+            break
+        chosen = float(d)
+        if outside.sum() == 0 or correct[outside].mean() >= target_accuracy:
+            break
+    lo, hi = max(0.0, threshold - chosen), min(1.0, threshold + chosen)
+    inside = (p >= lo) & (p <= hi)
+    stats = {
+        "uncertain_fraction": float(inside.mean()),
+        "accuracy_outside_band": float(correct[~inside].mean()) if (~inside).any() else float("nan"),
+        "target_accuracy": target_accuracy,
+    }
+    return [round(lo, 4), round(hi, 4)], stats

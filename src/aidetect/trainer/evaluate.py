@@ -1,0 +1,295 @@
+"""``aidetect evaluate``: score a data source the way the product does, compute metrics,
+per-group breakdown and a robustness table, and write metrics JSON, a markdown report and
+PNG plots."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from aidetect.errors import AidetectError, ImageLoadError
+from aidetect.model.preprocess import load_image
+from aidetect.trainer.metrics import classification_metrics, short
+from aidetect.trainer.sources import Selection, eval_selection, load_sources, parse_label_map
+
+
+def _jpeg(q: int) -> Callable[[Image.Image], Image.Image]:
+    def f(img: Image.Image) -> Image.Image:
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=q)
+        buf.seek(0)
+        with Image.open(buf) as out:
+            return out.convert("RGB")
+
+    return f
+
+
+def _downscale(img: Image.Image) -> Image.Image:
+    return img.resize((max(1, img.width // 2), max(1, img.height // 2)), Image.Resampling.BICUBIC, reducing_gap=None)
+
+
+def _blur(img: Image.Image) -> Image.Image:
+    return img.filter(ImageFilter.GaussianBlur(radius=1.0))
+
+
+def _gray(img: Image.Image) -> Image.Image:
+    return img.convert("L").convert("RGB")
+
+
+# The original project's stated weak spots, applied to the same images.
+ROBUSTNESS: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "jpeg_q90": _jpeg(90),
+    "jpeg_q75": _jpeg(75),
+    "jpeg_q50": _jpeg(50),
+    "downscale_0.5x": _downscale,
+    "blur_r1": _blur,
+    "grayscale": _gray,
+}
+
+
+@dataclass
+class EvalConfig:
+    data: list[str]
+    label_map: list[str] = field(default_factory=list)
+    split: str | None = None
+    model_dir: Path | None = None
+    out: Path | None = None
+    robustness: bool = True
+    limit: int | None = None
+    explain: int = 0
+    batch_size: int = 256
+    threads: int | None = None
+    progress: bool = True
+    engine: str = "auto"  # auto | detector | direct
+
+
+class Scorer:
+    """Calibrated P(ai) for PIL images. Uses :class:`aidetect.inference.Detector` (what
+    ``predict``, the workers and the GUI use: tiling of large images included) when it is
+    available; otherwise the model with :class:`EvalPreset`, which gives the same numbers
+    for images already at the model's input size."""
+
+    def __init__(self, model_dir: Path | None, engine: str = "auto") -> None:
+        from aidetect.config import get_settings
+        from aidetect.model import load_model_dir
+
+        self.model_dir = Path(model_dir) if model_dir else get_settings().model
+        self.model, self.card = load_model_dir(self.model_dir)
+        self.detector = None
+        if engine in ("auto", "detector"):
+            try:
+                from aidetect.inference import Detector
+            except ImportError:
+                if engine == "detector":
+                    raise
+            else:
+                self.detector = Detector(model_dir=self.model_dir, device="cpu")
+        self.engine = "detector" if self.detector is not None else "direct"
+
+    def __call__(self, images: Sequence[Image.Image]) -> np.ndarray:
+        if self.detector is not None:
+            verdicts = self.detector.classify(list(images), explain=False)
+            bad = [v for v in verdicts if v.error]
+            if bad:
+                raise AidetectError(f"scoring failed: {bad[0].error}")
+            return np.array([v.prob_ai for v in verdicts], dtype=float)
+        import torch
+
+        from aidetect.model import EvalPreset
+        from aidetect.model.preprocess import Normalisation
+
+        pre = EvalPreset(self.card.input_size, Normalisation(tuple(self.card.mean), tuple(self.card.std)))
+        x = torch.stack([pre(im) for im in images]).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            logits = self.model(x).float() / self.card.temperature
+        return torch.softmax(logits, dim=1)[:, 1].numpy().astype(float)
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, Any]
+    out: Path
+
+    def summary(self) -> dict[str, Any]:
+        m = self.metrics
+        keys = ("accuracy", "balanced_accuracy", "roc_auc", "average_precision", "ece", "n")
+        return {
+            **{k: m["overall"][k] for k in keys},
+            "model_version": m["model"]["version"],
+            "per_group": {g: short(v) for g, v in m.get("per_group", {}).items()},
+            "robustness": {c: short(v) for c, v in m.get("robustness", {}).items()},
+            "report": str(self.out / "report.md"),
+            "metrics_json": str(self.out / "metrics.json"),
+        }
+
+    def console_text(self) -> str:
+        o = self.metrics["overall"]
+        lines = [
+            f"model {self.metrics['model']['version']} on {o['n']} images ({self.metrics['engine']} engine)",
+            f"accuracy {o['accuracy']:.4f}  balanced {o['balanced_accuracy']:.4f}  ROC AUC {o['roc_auc']:.4f}  "
+            f"AP {o['average_precision']:.4f}  ECE {o['ece']:.4f}",
+        ]
+        for c, v in self.metrics.get("robustness", {}).items():
+            lines.append(f"  {c:<15} accuracy {v['accuracy']:.4f}  AUC {v['roc_auc']:.4f}  ECE {v['ece']:.4f}")
+        lines.append(f"report: {self.out / 'report.md'}")
+        return "\n".join(lines)
+
+
+def _stratified_limit(sel: Selection, limit: int, seed: int = 0) -> Selection:
+    rng = np.random.default_rng(seed)
+    idx = []
+    for c in (0, 1):
+        cidx = np.flatnonzero(sel.labels == c)
+        rng.shuffle(cidx)
+        share = round(limit * len(cidx) / len(sel))
+        idx.append(cidx[:share])
+    keep = np.sort(np.concatenate(idx))
+    return Selection(sel.sources, [sel.items[k] for k in keep], sel.labels[keep], [sel.groups[k] for k in keep])
+
+
+def _decode(sel: Selection, progress: bool) -> tuple[list[Image.Image], np.ndarray, list[str], list[str]]:
+    from tqdm import tqdm
+
+    images: list[Image.Image | None] = [None] * len(sel)
+    failed = []
+    for i, data, path in tqdm(sel.iter_images(), total=len(sel), desc="decode", disable=not progress, leave=False):
+        try:
+            images[i] = load_image(data if data else path, name=path)  # type: ignore[arg-type]
+        except ImageLoadError as exc:
+            failed.append(str(exc))
+    keep = [i for i, im in enumerate(images) if im is not None]
+    return [images[i] for i in keep], sel.labels[keep], [sel.groups[i] for i in keep], failed  # type: ignore[misc]
+
+
+def run_evaluation(cfg: EvalConfig) -> EvalResult:
+    import torch
+    from tqdm import tqdm
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    t_start = time.perf_counter()
+    scorer = Scorer(cfg.model_dir, cfg.engine)
+    card = scorer.card
+    sources = load_sources(cfg.data, parse_label_map(cfg.label_map))
+    sel, data_record = eval_selection(sources, cfg.split)
+    if cfg.limit and len(sel) > cfg.limit:
+        sel = _stratified_limit(sel, cfg.limit)
+        data_record.update({"limit": cfg.limit, "n": len(sel), "hash": sel.digest()})
+    images, y, groups, failed = _decode(sel, cfg.progress)
+    if not images:
+        raise AidetectError("no decodable images to evaluate")
+    conditions: dict[str, Callable[[Image.Image], Image.Image] | None] = {"clean": None}
+    if cfg.robustness:
+        conditions.update(ROBUSTNESS)
+    probs: dict[str, np.ndarray] = {}
+    timings: dict[str, float] = {}
+    for name, fn in conditions.items():
+        t0 = time.perf_counter()
+        out = []
+        for s in tqdm(range(0, len(images), cfg.batch_size), desc=f"score {name}", disable=not cfg.progress, leave=False):
+            batch = images[s : s + cfg.batch_size]
+            if fn is not None:
+                batch = [fn(im) for im in batch]
+            out.append(scorer(batch))
+        probs[name] = np.concatenate(out)
+        timings[name] = round(time.perf_counter() - t0, 2)
+    thr = card.threshold
+    overall = classification_metrics(probs["clean"], y, thr)
+    lo, hi = card.uncertain_band
+    p = probs["clean"]
+    inside = (p >= lo) & (p <= hi)
+    overall["uncertain_fraction"] = float(inside.mean())
+    overall["accuracy_outside_band"] = float(((p >= thr) == (y == 1))[~inside].mean()) if (~inside).any() else None
+    metrics: dict[str, Any] = {
+        "model": {
+            "dir": str(scorer.model_dir),
+            "version": card.version,
+            "architecture": card.architecture,
+            "temperature": card.temperature,
+            "threshold": card.threshold,
+            "uncertain_band": card.uncertain_band,
+        },
+        "engine": scorer.engine,
+        "data": {**data_record, "undecodable": len(failed), "undecodable_examples": failed[:5]},
+        "overall": overall,
+    }
+    uniq = sorted(set(groups))
+    if len(uniq) > 1:
+        g_arr = np.array(groups)
+        metrics["per_group"] = {g: classification_metrics(p[g_arr == g], y[g_arr == g], thr) for g in uniq}
+    if cfg.robustness:
+        metrics["robustness"] = {
+            c: {**short(classification_metrics(probs[c], y, thr)), "seconds": timings[c]} for c in conditions
+        }
+    metrics["seconds"] = timings
+    out = cfg.out or Path("reports") / f"{card.version}-{_data_name(cfg.data)}"
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.explain:
+        metrics["faithfulness"], faith_md = _faithfulness(scorer, images, cfg.explain)
+    else:
+        faith_md = ""
+    metrics["total_seconds"] = round(time.perf_counter() - t_start, 1)
+    from aidetect.trainer.report import write_plots, write_report
+
+    plots = write_plots(out, card, probs["clean"], y, overall)
+    metrics["plots"] = plots
+    (out / "metrics.json").write_text(json.dumps(clean_json(metrics), indent=2, default=_jd) + "\n", encoding="utf-8")
+    write_report(out, metrics, card, faith_md)
+    return EvalResult(metrics, out)
+
+
+def _faithfulness(scorer: Scorer, images: list[Image.Image], n: int) -> tuple[dict[str, Any], str]:
+    try:
+        from aidetect.explain.faithfulness import deletion_test, faithfulness_markdown
+    except ImportError as exc:
+        raise AidetectError(f"--explain needs aidetect.explain.faithfulness ({exc})") from exc
+    det = scorer.detector
+    if det is None:
+        from aidetect.inference import Detector
+
+        det = Detector(model_dir=scorer.model_dir, device="cpu")
+    result = deletion_test(det, images, n=n, seed=0)
+    return result, faithfulness_markdown(result)
+
+
+def _data_name(data: list[str]) -> str:
+    if not data:
+        return "hemg"
+    names = []
+    for d in data:
+        name = d.split("=", 1)[0] if "=" in d and not Path(d).exists() else Path(d.rstrip("/")).stem
+        names.append(name.replace("/", "_"))
+    return "+".join(names)[:60]
+
+
+def clean_json(o: Any) -> Any:
+    """NaN/inf -> None and numpy scalars -> Python, recursively (strict JSON)."""
+    if isinstance(o, dict):
+        return {str(k): clean_json(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [clean_json(v) for v in o]
+    if isinstance(o, float | np.floating):
+        return float(o) if np.isfinite(o) else None
+    if isinstance(o, np.integer):
+        return int(o)
+    return o
+
+
+def _jd(o: object) -> object:
+    if isinstance(o, float | np.floating):
+        return None if not np.isfinite(o) else float(o)
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)

@@ -1,0 +1,352 @@
+"""The training loop: seeded, resumable, early stopping, best checkpoint, CUDA + AMP when
+available, calibration on the validation split, output a model directory.
+
+Resume state lives in ``OUT/.train_state/`` as safetensors (model, optimiser moments, RNG)
+plus JSON (epoch, history, schedule): nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from aidetect.errors import AidetectError
+from aidetect.model import ModelCard, create_model, save_model_dir
+from aidetect.model.preprocess import Normalisation
+from aidetect.trainer import calibration
+from aidetect.trainer.memory import BatchAugment, MemoryImages, decode_selection
+from aidetect.trainer.metrics import classification_metrics, short
+from aidetect.trainer.sources import eval_selection, load_sources, parse_label_map, train_val_split
+
+STATE_DIR = ".train_state"
+
+
+@dataclass
+class TrainConfig:
+    data: list[str]
+    out: Path
+    arch: str = "npr_resnet"
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    label_map: list[str] = field(default_factory=list)
+    input_size: int = 32
+    epochs: int = 12
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    patience: int = 4
+    seed: int = 0
+    val_fraction: float = 0.1
+    max_train: int | None = None
+    resume: bool = False
+    device: str | None = None
+    threads: int | None = None
+    blur_p: float = 0.1
+    jpeg_p: float = 0.3
+    jpeg_quality: tuple[int, int] = (60, 95)
+    grayscale_p: float = 0.05
+    band_target_accuracy: float = 0.99
+    progress: bool = True
+    evaluate_test: bool = True
+
+    def fingerprint(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("out", "resume", "progress", "threads", "device", "epochs", "patience", "evaluate_test"):
+            d.pop(k)
+        return json.loads(json.dumps(d, default=str))
+
+
+def pick_device(name: str | None) -> torch.device:
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def predict_logits(
+    model: nn.Module, mem: MemoryImages, aug: BatchAugment, device: torch.device, batch: int = 512
+) -> torch.Tensor:
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(mem), batch):
+            idx = torch.arange(start, min(start + batch, len(mem)))
+            x = aug.normalise(mem.eval_batch(idx)).to(device, memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+                out.append(model(x).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, 2)
+
+
+def _flat_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"opt.{pid}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _unflat_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        if key.startswith("opt."):
+            _, pid, k = key.split(".", 2)
+            state.setdefault(int(pid), {})[k] = v
+    for key, v in meta["scalars"].items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.device = pick_device(cfg.device)
+        self.log = print if cfg.progress else (lambda *a, **k: None)
+
+    # -- data ---------------------------------------------------------------------------
+    def prepare(self) -> None:
+        cfg = self.cfg
+        lm = parse_label_map(cfg.label_map)
+        self.sources = load_sources(cfg.data, lm)
+        train, val, self.data_record = train_val_split(self.sources, cfg.val_fraction, cfg.seed, cfg.max_train)
+        if len(train) < 2 or len(val) < 2:
+            raise AidetectError(f"not enough data: {len(train)} training and {len(val)} validation images")
+        t0 = time.perf_counter()
+        self.train_mem = decode_selection(train, cfg.input_size, cfg.progress, "decode train")
+        self.val_mem = decode_selection(val, cfg.input_size, cfg.progress, "decode validation")
+        self.data_record["decode_s"] = round(time.perf_counter() - t0, 1)
+        skipped = self.train_mem.failed + self.val_mem.failed
+        self.data_record["undecodable"] = len(skipped)
+        if skipped:
+            self.log(f"skipped {len(skipped)} undecodable images, e.g. {skipped[0]}")
+        self.log(
+            f"data: {len(self.train_mem)} train / {len(self.val_mem)} validation images "
+            f"(split hash {self.data_record['split_hash']}), decoded in {self.data_record['decode_s']} s"
+        )
+
+    # -- state --------------------------------------------------------------------------
+    def _save_state(self, epoch: int, history: list[dict], best: dict) -> None:
+        d = self.cfg.out / STATE_DIR
+        d.mkdir(parents=True, exist_ok=True)
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        opt_t, opt_meta = _flat_optimizer(self.opt)
+        tensors.update(opt_t)
+        tensors["rng.torch"] = torch.get_rng_state()
+        save_file(tensors, str(d / "state.tmp"))
+        os.replace(d / "state.tmp", d / "state.safetensors")
+        if best.get("state") is not None and best.get("saved_epoch") != best["epoch"]:
+            save_file({k: v.contiguous() for k, v in best["state"].items()}, str(d / "best.tmp"))
+            os.replace(d / "best.tmp", d / "best.safetensors")
+            best["saved_epoch"] = best["epoch"]
+        meta = {
+            "epoch": epoch,
+            "history": history,
+            "best": {k: v for k, v in best.items() if k != "state"},
+            "optimizer": opt_meta,
+            "scheduler": self.sched.state_dict(),
+            "config": self.cfg.fingerprint(),
+            "elapsed_s": self.elapsed,
+        }
+        (d / "state.json").write_text(json.dumps(meta, default=str), encoding="utf-8")
+
+    def _load_state(self) -> tuple[int, list[dict], dict]:
+        d = self.cfg.out / STATE_DIR
+        if not (d / "state.json").is_file():
+            raise AidetectError(f"--resume: no training state in {d}")
+        meta = json.loads((d / "state.json").read_text(encoding="utf-8"))
+        if meta["config"] != self.cfg.fingerprint():
+            diff = sorted(k for k in meta["config"] if meta["config"][k] != self.cfg.fingerprint().get(k))
+            raise AidetectError(f"--resume: the options differ from the interrupted run ({', '.join(diff)})")
+        tensors = load_file(str(d / "state.safetensors"))
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        self.opt.load_state_dict(_unflat_optimizer(tensors, meta["optimizer"]))
+        self.sched.load_state_dict(meta["scheduler"])
+        torch.set_rng_state(tensors["rng.torch"])
+        best = meta["best"]
+        if (d / "best.safetensors").is_file():
+            best["state"] = load_file(str(d / "best.safetensors"))
+        self.elapsed = float(meta.get("elapsed_s", 0.0))
+        return int(meta["epoch"]) + 1, meta["history"], best
+
+    # -- loop ---------------------------------------------------------------------------
+    def run(self) -> Path:
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.prepare()
+        norm = Normalisation()
+        self.model = create_model(cfg.arch, **cfg.arch_kwargs).to(self.device, memory_format=torch.channels_last)
+        n_params = sum(p.numel() for p in self.model.parameters())
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps = max(1, len(self.train_mem) // cfg.batch_size)
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(
+            self.opt, max_lr=cfg.lr, total_steps=steps * cfg.epochs, pct_start=0.15
+        )
+        use_amp = self.device.type == "cuda"
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        self.elapsed = 0.0
+        start_epoch, history, best = 0, [], {"epoch": -1, "val_accuracy": -1.0, "val_loss": float("inf"), "state": None}
+        if cfg.resume:
+            start_epoch, history, best = self._load_state()
+            self.log(f"resuming at epoch {start_epoch + 1} (best so far: epoch {best['epoch'] + 1})")
+        aug = BatchAugment(
+            cfg.input_size, norm, cfg.blur_p, cfg.jpeg_p, tuple(cfg.jpeg_quality), cfg.grayscale_p, cfg.seed
+        )
+        self.log(
+            f"training {cfg.arch} ({n_params:,} parameters) on {self.device} with "
+            f"{torch.get_num_threads()} threads, {cfg.epochs} epochs max, batch {cfg.batch_size}"
+        )
+        stopped_early = False
+        for epoch in range(start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            self.model.train()
+            gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+            perm = torch.randperm(len(self.train_mem), generator=gen)
+            aug.rng.seed(cfg.seed * 1000 + epoch)
+            tot_loss, tot_ok, seen = 0.0, 0, 0
+            bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not cfg.progress)
+            for b in bar:
+                idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+                x = aug(self.train_mem, idx).to(self.device, memory_format=torch.channels_last)
+                y = self.train_mem.labels[idx].to(self.device)
+                with torch.autocast(self.device.type, dtype=torch.float16, enabled=use_amp):
+                    logits = self.model(x)
+                    loss = F.cross_entropy(logits, y)
+                self.opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(self.opt)
+                scaler.update()
+                self.sched.step()
+                tot_loss += float(loss.detach()) * len(idx)
+                tot_ok += int((logits.argmax(1) == y).sum())
+                seen += len(idx)
+                if b % 10 == 0 or b == steps - 1:
+                    bar.set_postfix(loss=f"{tot_loss / seen:.4f}", acc=f"{tot_ok / seen:.4f}")
+            bar.close()
+            val_logits = predict_logits(self.model, self.val_mem, aug, self.device)
+            val_loss = float(F.cross_entropy(val_logits, self.val_mem.labels))
+            val_acc = float((val_logits.argmax(1) == self.val_mem.labels).float().mean())
+            dt = time.perf_counter() - t0
+            self.elapsed += dt
+            rec = {
+                "epoch": epoch + 1,
+                "train_loss": tot_loss / seen,
+                "train_accuracy": tot_ok / seen,
+                "val_loss": val_loss,
+                "val_accuracy": val_acc,
+                "lr": self.opt.param_groups[0]["lr"],
+                "seconds": round(dt, 1),
+            }
+            history.append(rec)
+            improved = val_acc > best["val_accuracy"] or (val_acc == best["val_accuracy"] and val_loss < best["val_loss"])
+            if improved:
+                best = {
+                    "epoch": epoch,
+                    "val_accuracy": val_acc,
+                    "val_loss": val_loss,
+                    "state": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+                }
+            self.log(
+                f"epoch {epoch + 1}: train loss {rec['train_loss']:.4f} acc {rec['train_accuracy']:.4f} | "
+                f"val loss {val_loss:.4f} acc {val_acc:.4f}{' *best*' if improved else ''} | {dt:.1f} s"
+            )
+            self._save_state(epoch, history, best)
+            if epoch - best["epoch"] >= cfg.patience:
+                self.log(f"early stop: no validation improvement for {cfg.patience} epochs")
+                stopped_early = True
+                break
+        return self.finish(history, best, n_params, stopped_early, aug)
+
+    def finish(self, history: list[dict], best: dict, n_params: int, stopped_early: bool, aug: BatchAugment) -> Path:
+        cfg = self.cfg
+        if best.get("state") is None:
+            raise AidetectError("training produced no checkpoint (0 epochs?)")
+        self.model.load_state_dict(best["state"])
+        model = copy.deepcopy(self.model).to("cpu").eval()
+        model = model.to(memory_format=torch.contiguous_format)
+        val_logits = predict_logits(self.model, self.val_mem, aug, self.device)
+        y = self.val_mem.labels.numpy()
+        temp = calibration.fit_temperature(val_logits, self.val_mem.labels)
+        p = calibration.prob_ai(val_logits, temp)
+        threshold = calibration.fit_threshold(p, y)
+        band, band_stats = calibration.fit_band(p, y, threshold, cfg.band_target_accuracy)
+        metrics: dict[str, Any] = {
+            "validation": short(classification_metrics(p, y, threshold)),
+            "validation_uncalibrated": short(classification_metrics(calibration.prob_ai(val_logits), y)),
+            "uncertain_band": band_stats,
+        }
+        if cfg.evaluate_test:
+            test_parts = [s for s in self.sources if "test" in s.splits]
+            if test_parts:
+                sel, rec = eval_selection(test_parts, "test")
+                mem = decode_selection(sel, cfg.input_size, cfg.progress, "decode test")
+                tl = predict_logits(self.model, mem, aug, self.device)
+                m = classification_metrics(calibration.prob_ai(tl, temp), mem.labels.numpy(), threshold)
+                metrics["test"] = {**short(m), "hash": rec["hash"], "sources": [s["name"] for s in rec["sources"]]}
+                self.log(
+                    "test: accuracy {accuracy:.4f}  AUC {roc_auc:.4f}  ECE {ece:.4f}  (n={n})".format(**m)
+                )
+        classes: dict[str, str] = {}
+        for s in self.sources:
+            classes.update({str(s.value_names[v]): c for v, c in s.value_to_class.items()})
+        card = ModelCard(
+            architecture=cfg.arch,
+            arch_kwargs=dict(cfg.arch_kwargs),
+            input_size=cfg.input_size,
+            source_classes=classes,
+            temperature=round(temp, 6),
+            threshold=threshold,
+            uncertain_band=band,
+            data=self.data_record,
+            metrics=metrics,
+            training={
+                "epochs_run": len(history),
+                "epochs_max": cfg.epochs,
+                "best_epoch": best["epoch"] + 1,
+                "stopped_early": stopped_early,
+                "seconds": round(self.elapsed, 1),
+                "parameters": n_params,
+                "device": str(self.device),
+                "threads": torch.get_num_threads(),
+                "amp": self.device.type == "cuda",
+                "config": self.cfg.fingerprint(),
+                "command": " ".join(["aidetect", *sys.argv[1:]]) if sys.argv and "aidetect" in sys.argv[0] else None,
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+                "history": history,
+            },
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        out = save_model_dir(model, card, cfg.out)
+        self.log(
+            f"saved {out} (version {card.version}): temperature {temp:.3f}, threshold {threshold}, "
+            f"uncertain band {band}, best epoch {best['epoch'] + 1}, {self.elapsed:.0f} s training"
+        )
+        return out
+
+
+def train(cfg: TrainConfig) -> Path:
+    return Trainer(cfg).run()

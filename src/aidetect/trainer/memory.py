@@ -1,0 +1,156 @@
+"""Decode a selection once into uint8 tensors in memory, and augment batches cheaply.
+
+Training on 2 CPU cores cannot afford decoding JPEGs and running per-image transform
+pipelines every epoch. Images are decoded once (the same ``load_image`` as inference);
+each epoch then works on uint8 tensors: random crops (reflect padding at the model's size,
+native-resolution crops of larger images, never a resize that would erase generator
+traces), horizontal flips, Gaussian blur and JPEG recompression on random subsets, optional
+grayscale — the augmentations of :class:`aidetect.model.TrainPreset`, applied per sample
+but batched.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torchvision.io import decode_jpeg, encode_jpeg
+from torchvision.transforms.v2 import functional as TF
+
+from aidetect.errors import ImageLoadError
+from aidetect.model.preprocess import Normalisation, load_image
+from aidetect.trainer.sources import Selection
+
+MAX_STORE_FACTOR = 4  # larger images keep a native-resolution centre crop of 4x the input size
+
+
+@dataclass
+class MemoryImages:
+    """Decoded images: ``stacked`` (N, 3, S+2p, S+2p) when every image is S x S (pre-padded
+    for random crops), else ``items`` (list of (3, h, w) uint8 tensors, each >= S)."""
+
+    size: int
+    pad: int
+    labels: torch.Tensor
+    stacked: torch.Tensor | None
+    items: list[torch.Tensor] | None
+    groups: list[str]
+    failed: list[str]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def eval_batch(self, idx: torch.Tensor) -> torch.Tensor:
+        """Centre S x S crops (no augmentation), uint8."""
+        s, p = self.size, self.pad
+        if self.stacked is not None:
+            return self.stacked[idx, :, p : p + s, p : p + s]
+        out = []
+        for i in idx.tolist():
+            t = self.items[i]  # type: ignore[index]
+            h, w = t.shape[-2:]
+            y, x = (h - s) // 2, (w - s) // 2
+            out.append(t[:, y : y + s, x : x + s])
+        return torch.stack(out)
+
+
+def _fit(t: torch.Tensor, size: int) -> torch.Tensor:
+    """Store a (3, h, w) image: images smaller than ``size`` are resized up (nothing else
+    can be done); larger ones keep a centre crop at native resolution."""
+    h, w = t.shape[-2:]
+    if min(h, w) < size:
+        t = TF.resize(t, size, antialias=True)
+        h, w = t.shape[-2:]
+    cap = size * MAX_STORE_FACTOR
+    if h > cap or w > cap:
+        ch, cw = min(h, cap), min(w, cap)
+        y, x = (h - ch) // 2, (w - cw) // 2
+        t = t[:, y : y + ch, x : x + cw]
+    return t.contiguous()
+
+
+def decode_selection(sel: Selection, size: int, progress: bool = True, desc: str = "decode") -> MemoryImages:
+    """Decode every image of ``sel``. Undecodable images are skipped and reported."""
+    from tqdm import tqdm
+
+    pad = size // 8
+    tensors: list[torch.Tensor | None] = [None] * len(sel)
+    failed: list[str] = []
+    bar = tqdm(total=len(sel), desc=desc, unit="img", disable=not progress, leave=False)
+    for i, data, path in sel.iter_images():
+        try:
+            img = load_image(data if data else path, name=path)  # type: ignore[arg-type]
+        except ImageLoadError as exc:
+            failed.append(str(exc))
+        else:
+            tensors[i] = _fit(TF.pil_to_tensor(img), size)
+        bar.update(1)
+    bar.close()
+    keep = [i for i, t in enumerate(tensors) if t is not None]
+    labels = torch.as_tensor(sel.labels[keep], dtype=torch.long)
+    groups = [sel.groups[i] for i in keep]
+    kept = [tensors[i] for i in keep]
+    if kept and all(t.shape[-2:] == (size, size) for t in kept):  # type: ignore[union-attr]
+        stacked = torch.stack(kept)  # type: ignore[arg-type]
+        stacked = F.pad(stacked.float(), (pad, pad, pad, pad), mode="reflect").to(torch.uint8)
+        return MemoryImages(size, pad, labels, stacked, None, groups, failed)
+    return MemoryImages(size, pad, labels, None, kept, groups, failed)  # type: ignore[arg-type]
+
+
+class BatchAugment:
+    """Per-sample random augmentations on a batch of stored uint8 images."""
+
+    def __init__(
+        self,
+        size: int,
+        norm: Normalisation | None = None,
+        blur_p: float = 0.1,
+        jpeg_p: float = 0.3,
+        jpeg_quality: tuple[int, int] = (60, 95),
+        grayscale_p: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        self.size = size
+        norm = norm or Normalisation()
+        self.mean = torch.tensor(norm.mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(norm.std).view(1, 3, 1, 1)
+        self.blur_p, self.jpeg_p, self.jpeg_quality, self.grayscale_p = blur_p, jpeg_p, jpeg_quality, grayscale_p
+        self.rng = random.Random(seed)
+
+    def crops(self, mem: MemoryImages, idx: torch.Tensor) -> torch.Tensor:
+        s, r = self.size, self.rng
+        out = []
+        for i in idx.tolist():
+            t = mem.stacked[i] if mem.stacked is not None else mem.items[i]  # type: ignore[index]
+            h, w = t.shape[-2:]
+            y, x = r.randint(0, h - s), r.randint(0, w - s)
+            out.append(t[:, y : y + s, x : x + s])
+        return torch.stack(out)
+
+    def __call__(self, mem: MemoryImages, idx: torch.Tensor) -> torch.Tensor:
+        x = self.crops(mem, idx)
+        n, r = x.shape[0], self.rng
+        flip = torch.tensor([r.random() < 0.5 for _ in range(n)])
+        if flip.any():
+            x[flip] = x[flip].flip(-1)
+        if self.blur_p > 0:
+            sel = [i for i in range(n) if r.random() < self.blur_p]
+            if sel:
+                sigma = r.uniform(0.1, 1.0)
+                x[sel] = TF.gaussian_blur(x[sel], [3, 3], [sigma, sigma])
+        if self.jpeg_p > 0:
+            sel = [i for i in range(n) if r.random() < self.jpeg_p]
+            if sel:
+                lo, hi = self.jpeg_quality
+                enc = [encode_jpeg(x[i].contiguous(), quality=r.randint(lo, hi)) for i in sel]
+                x[sel] = torch.stack(decode_jpeg(enc))
+        if self.grayscale_p > 0:
+            sel = [i for i in range(n) if r.random() < self.grayscale_p]
+            if sel:
+                x[sel] = TF.rgb_to_grayscale(x[sel], num_output_channels=3)
+        return self.normalise(x)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x.float() / 255.0) - self.mean) / self.std

@@ -1,0 +1,158 @@
+"""Evaluation report: PNG plots (training curves, ROC, reliability diagram, confusion
+matrix) and a markdown report."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aidetect.model import ModelCard
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_plots(out: Path, card: ModelCard, p: np.ndarray, y: np.ndarray, overall: dict[str, Any]) -> dict[str, str]:
+    from sklearn.metrics import roc_curve
+
+    plt = _plt()
+    files: dict[str, str] = {}
+
+    history = card.training.get("history") or []
+    if history:
+        ep = [h["epoch"] for h in history]
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
+        a1.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+        a1.plot(ep, [h["val_loss"] for h in history], "o-", label="validation")
+        a1.set(xlabel="epoch", ylabel="loss", title="Loss")
+        a1.legend()
+        a2.plot(ep, [h["train_accuracy"] for h in history], "o-", label="train")
+        a2.plot(ep, [h["val_accuracy"] for h in history], "o-", label="validation")
+        a2.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
+        a2.legend()
+        fig.tight_layout()
+        fig.savefig(out / "training_curves.png", dpi=110)
+        plt.close(fig)
+        files["training_curves"] = "training_curves.png"
+
+    if len(np.unique(y)) == 2:
+        fpr, tpr, _ = roc_curve(y, p)
+        fig, ax = plt.subplots(figsize=(4.2, 4))
+        ax.plot(fpr, tpr, label=f"AUC {overall['roc_auc']:.4f}")
+        ax.plot([0, 1], [0, 1], "--", color="grey", lw=0.8)
+        ax.set(xlabel="false positive rate (real called ai)", ylabel="true positive rate", title="ROC")
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        fig.savefig(out / "roc.png", dpi=110)
+        plt.close(fig)
+        files["roc"] = "roc.png"
+
+    rel = overall.get("reliability") or []
+    if rel:
+        fig, ax = plt.subplots(figsize=(4.2, 4))
+        centers = [(b["lo"] + b["hi"]) / 2 for b in rel]
+        width = rel[0]["hi"] - rel[0]["lo"]
+        ax.bar(centers, [b["accuracy"] for b in rel], width=width * 0.9, alpha=0.7, label="accuracy")
+        ax.plot([0.5, 1], [0.5, 1], "--", color="grey", lw=0.8, label="perfect calibration")
+        ax.plot(centers, [b["confidence"] for b in rel], "o", color="C3", ms=3, label="mean confidence")
+        ax.set(xlim=(0.5, 1), ylim=(0, 1.02), xlabel="confidence of the predicted class", ylabel="accuracy",
+               title=f"Reliability (ECE {overall['ece']:.4f})")
+        ax.legend(loc="upper left", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "reliability.png", dpi=110)
+        plt.close(fig)
+        files["reliability"] = "reliability.png"
+
+    cm = np.array(overall["confusion_matrix"]["rows_true_cols_pred"])
+    fig, ax = plt.subplots(figsize=(3.6, 3.2))
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
+    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["real", "ai"], yticklabels=["real", "ai"],
+           xlabel="predicted", ylabel="true", title="Confusion matrix")
+    fig.tight_layout()
+    fig.savefig(out / "confusion.png", dpi=110)
+    plt.close(fig)
+    files["confusion"] = "confusion.png"
+    return files
+
+
+def _f(v: Any, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def metrics_table(rows: dict[str, dict[str, Any]], first: str = "") -> str:
+    head = f"| {first} | n | accuracy | balanced acc. | ROC AUC | AP | ECE |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+    body = "".join(
+        f"| {name} | {m['n']} | {_f(m['accuracy'])} | {_f(m['balanced_accuracy'])} | {_f(m['roc_auc'])} "
+        f"| {_f(m['average_precision'])} | {_f(m['ece'])} |\n"
+        for name, m in rows.items()
+    )
+    return head + body
+
+
+def write_report(out: Path, metrics: dict[str, Any], card: ModelCard, faithfulness_md: str = "") -> Path:
+    o = metrics["overall"]
+    d = metrics["data"]
+    srcs = ", ".join(f"`{s['spec']}` ({'/'.join(s['evaluated_splits'])})" for s in d["sources"])
+    cm = o["confusion_matrix"]["rows_true_cols_pred"]
+    lines = [
+        f"# Evaluation of `{card.version}`",
+        "",
+        f"- model: `{metrics['model']['dir']}` ({card.architecture}, input {card.input_size} px, "
+        f"temperature {card.temperature}, threshold {card.threshold}, uncertain band {card.uncertain_band})",
+        f"- data: {srcs}; {d['n']} images ({d['real']} real, {d['ai']} ai), selection hash `{d['hash']}`"
+        + (f", {d['undecodable']} undecodable" if d.get("undecodable") else ""),
+        f"- scored with the `{metrics['engine']}` engine in {metrics.get('total_seconds', 'n/a')} s",
+        "",
+        "## Metrics",
+        "",
+        metrics_table({"all": o}),
+        f"Uncertain band: {_f(o.get('uncertain_fraction'), 3)} of the images fall inside it; accuracy outside it "
+        f"{_f(o.get('accuracy_outside_band'))}.",
+        "",
+        "| true \\ predicted | real | ai |",
+        "| --- | ---: | ---: |",
+        f"| real | {cm[0][0]} | {cm[0][1]} |",
+        f"| ai | {cm[1][0]} | {cm[1][1]} |",
+        "",
+        "| class | precision | recall | support |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for c, v in o["per_class"].items():
+        lines.append(f"| {c} | {_f(v['precision'])} | {_f(v['recall'])} | {v['support']} |")
+    lines.append("")
+    if metrics.get("per_group"):
+        lines += ["## Per group", "", metrics_table(metrics["per_group"], "group")]
+    if metrics.get("robustness"):
+        lines += [
+            "## Robustness",
+            "",
+            "The same images re-encoded as JPEG, downscaled 0.5x, blurred (Gaussian radius 1) or made grayscale; "
+            "calibration and threshold unchanged.",
+            "",
+            metrics_table(metrics["robustness"], "condition"),
+        ]
+    if faithfulness_md:
+        lines += ["## Heatmap faithfulness (deletion test)", "", faithfulness_md.strip(), ""]
+    plots = metrics.get("plots", {})
+    if plots:
+        lines += ["## Plots", ""]
+        lines += [f"![{k}]({v})" for k, v in plots.items()]
+        lines.append("")
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
