@@ -1,0 +1,308 @@
+"""The result view: image, verdict, calibrated confidence, "uncertain" badge and the Grad-CAM
+overlay (toggle, opacity slider, side-by-side), with its legend and caveat.
+
+Decoding the image and the saved raw CAM, colouring and blending all run on the ``io``
+lane; the Tk thread only swaps a finished ``PhotoImage`` in.
+"""
+
+from __future__ import annotations
+
+import tkinter as tk
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import ttkbootstrap as tb
+from PIL import Image, ImageTk
+
+from aidetect.gui import imaging
+from aidetect.gui.queries import Row
+from aidetect.gui.tasks import TaskRunner
+
+CAVEAT = "The heatmap shows where the model looked, not proof that the image was generated."
+_GAP = 8
+
+
+@dataclass
+class _Source:
+    """Decoded inputs of the selected row (owned by the io lane once loaded)."""
+
+    row: Row
+    image: Image.Image | None
+    cam: np.ndarray | None
+    overlay: Image.Image | None  # fallback when only the rendered overlay exists
+    error: str | None
+    heat: Image.Image | None = None  # colourised CAM at image size, built on first render
+
+
+def load_source(row: Row) -> _Source:
+    """Runs on the io lane: decode the image and its saved raw CAM."""
+    image = cam = overlay = None
+    problems: list[str] = []
+    try:
+        image = imaging.open_image(row.path, max_side=1024)
+    except Exception as exc:  # noqa: BLE001 - shown in the panel
+        problems.append(f"image: {exc}")
+    if row.heatmap_path:
+        try:
+            cam = imaging.load_cam(row.heatmap_path)
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"heatmap: {exc}")
+    if cam is None and row.overlay_path:
+        try:
+            overlay = imaging.open_image(row.overlay_path, max_side=1024)
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"overlay: {exc}")
+    return _Source(row, image, cam, overlay, "; ".join(problems) or None)
+
+
+def render(
+    src: _Source, box: tuple[int, int], show_heat: bool, alpha: float, side: bool
+) -> Image.Image | None:
+    """Runs on the io lane: the picture for the image area (fits ``box``)."""
+    base = src.image
+    if base is None:
+        return imaging.fit(src.overlay, *box) if src.overlay is not None else None
+    heat_avail = src.cam is not None or src.overlay is not None
+    if not (show_heat and heat_avail):
+        return imaging.fit(base, *box)
+    if src.cam is not None:
+        if src.heat is None:
+            src.heat = imaging.colorize(src.cam, base.size)
+        over = imaging.blend(base, src.heat, alpha)
+    else:
+        assert src.overlay is not None
+        over = src.overlay.resize(base.size)
+    if not side:
+        return imaging.fit(over, *box)
+    w, h = box
+    half = max(1, (w - _GAP) // 2)
+    left, right = imaging.fit(base, half, h), imaging.fit(over, half, h)
+    canvas = Image.new(
+        "RGB", (left.width + _GAP + right.width, max(left.height, right.height)), "white"
+    )
+    canvas.paste(left, (0, (canvas.height - left.height) // 2))
+    canvas.paste(right, (left.width + _GAP, (canvas.height - right.height) // 2))
+    return canvas
+
+
+class DetailPanel(tb.Frame):
+    """Right-hand panel showing one row. ``show(row)`` loads it in the background."""
+
+    def __init__(
+        self, master: tk.Misc, runner: TaskRunner, on_error: Callable[[BaseException], None]
+    ) -> None:
+        super().__init__(master, padding=(10, 6))
+        self.runner = runner
+        self._on_error = on_error
+        self.row: Row | None = None
+        self._src: _Source | None = None
+        self._photo: ImageTk.PhotoImage | None = None
+        self._render_after: str | None = None
+        self.rendered: Image.Image | None = None  # last picture shown (tests read it)
+        self.render_count = 0
+
+        self.columnconfigure(0, weight=1)
+        head = tb.Frame(self)
+        head.grid(row=0, column=0, sticky="ew")
+        head.columnconfigure(0, weight=1)
+        self.title = tb.Label(
+            head, text="No image selected", font=("TkDefaultFont", 13, "bold"), anchor="w"
+        )
+        self.title.grid(row=0, column=0, sticky="ew")
+        badges = tb.Frame(head)
+        badges.grid(row=1, column=0, sticky="w", pady=(4, 2))
+        self.verdict = tb.Label(badges, text="", padding=(8, 3), font=("TkDefaultFont", 11, "bold"))
+        self.verdict.pack(side="left")
+        self.uncertain = tb.Label(
+            badges, text="UNCERTAIN", padding=(8, 3), bootstyle="inverse-warning"
+        )
+        self.confidence_text = tb.Label(
+            badges, text="", padding=(10, 0), font=("TkDefaultFont", 11)
+        )
+        self.confidence_text.pack(side="left")
+        self.confidence_bar = tb.Progressbar(head, maximum=100, value=0, bootstyle="info")
+        self.confidence_bar.grid(row=2, column=0, sticky="ew", pady=(2, 4))
+        self.meta = tb.Label(
+            head, text="", justify="left", anchor="w", wraplength=480, bootstyle="secondary"
+        )
+        self.meta.grid(row=3, column=0, sticky="ew")
+        self.reason = tb.Label(
+            head, text="", justify="left", anchor="w", wraplength=480, bootstyle="danger"
+        )
+        self.reason.grid(row=4, column=0, sticky="ew")
+
+        self.rowconfigure(1, weight=1)
+        self.image_area = tb.Frame(self, bootstyle="light")
+        self.image_area.grid(row=1, column=0, sticky="nsew", pady=6)
+        self.image_area.grid_propagate(False)
+        self.image_area.configure(height=340)
+        self.image_label = tk.Label(
+            self.image_area, bd=0, text="", compound="center", wraplength=420
+        )
+        self.image_label.place(relx=0.5, rely=0.5, anchor="center")
+        self.image_area.bind("<Configure>", lambda _e: self.schedule_render())
+
+        ctl = tb.Frame(self)
+        ctl.grid(row=2, column=0, sticky="ew")
+        self.show_heat = tk.BooleanVar(value=True)
+        self.side_by_side = tk.BooleanVar(value=False)
+        self.opacity = tk.DoubleVar(value=45.0)
+        self.heat_toggle = tb.Checkbutton(
+            ctl,
+            text="Heatmap",
+            variable=self.show_heat,
+            bootstyle="round-toggle",
+            command=self.schedule_render,
+        )
+        self.heat_toggle.pack(side="left")
+        tb.Label(ctl, text="Opacity").pack(side="left", padx=(8, 4))
+        self.opacity_scale = tb.Scale(
+            ctl,
+            from_=0,
+            to=100,
+            variable=self.opacity,
+            length=140,
+            command=lambda _v: self._opacity_moved(),
+        )
+        self.opacity_scale.pack(side="left")
+        self.opacity_value = tb.Label(ctl, text="45 %", width=5)
+        self.opacity_value.pack(side="left", padx=(4, 10))
+        self.side_toggle = tb.Checkbutton(
+            ctl,
+            text="Side by side",
+            variable=self.side_by_side,
+            bootstyle="round-toggle",
+            command=self.schedule_render,
+        )
+        self.side_toggle.pack(side="left")
+
+        legend = tb.Frame(self)
+        legend.grid(row=3, column=0, sticky="w", pady=(6, 0))
+        tb.Label(legend, text="blue = least influence", bootstyle="secondary").pack(side="left")
+        self._legend_photo = ImageTk.PhotoImage(imaging.legend_bar(120, 12), master=self)
+        tk.Label(legend, image=self._legend_photo, bd=0).pack(side="left", padx=6)
+        tb.Label(legend, text="red = most influence", bootstyle="secondary").pack(side="left")
+        self.caveat = tb.Label(
+            self, text=CAVEAT, bootstyle="secondary", font=("TkDefaultFont", 9, "italic")
+        )
+        self.caveat.grid(row=4, column=0, sticky="w", pady=(2, 0))
+        self._set_controls(False)
+
+    # -- public ---------------------------------------------------------------------------
+    def show(self, row: Row | None) -> None:
+        """Show ``row`` (text at once, pictures when the io lane has decoded them)."""
+        self.row = row
+        self._src = None
+        self._fill_text(row)
+        self.image_label.configure(image="", text="Loading…" if row else "")
+        self._photo = None
+        self.rendered = None
+        if row is None:
+            self._set_controls(False)
+            return
+        self.runner.submit(
+            "io", lambda: load_source(row), self._loaded, self._on_error, key="detail"
+        )
+
+    @property
+    def has_heatmap(self) -> bool:
+        return self._src is not None and (
+            self._src.cam is not None or self._src.overlay is not None
+        )
+
+    # -- internals ------------------------------------------------------------------------
+    def _fill_text(self, row: Row | None) -> None:
+        if row is None:
+            self.title.configure(text="No image selected")
+            self.verdict.configure(text="", bootstyle="default")
+            self.uncertain.pack_forget()
+            self.confidence_text.configure(text="")
+            self.confidence_bar.configure(value=0)
+            self.meta.configure(text="Upload images or select a row in the table.")
+            self.reason.configure(text="")
+            return
+        self.title.configure(text=row.name)
+        if row.label is not None:
+            is_ai = row.label == "ai"
+            self.verdict.configure(
+                text="AI-GENERATED" if is_ai else "REAL PHOTO",
+                bootstyle="inverse-danger" if is_ai else "inverse-success",
+            )
+            conf = row.confidence or 0.0
+            self.confidence_text.configure(
+                text=f"{conf * 100:.1f} % confident (P(ai) = {row.prob_ai:.3f})"
+            )
+            self.confidence_bar.configure(value=conf * 100)
+        else:
+            style = "inverse-danger" if row.status == "failed" else "inverse-secondary"
+            self.verdict.configure(text=row.status.upper(), bootstyle=style)
+            self.confidence_text.configure(text="")
+            self.confidence_bar.configure(value=0)
+        if row.uncertain:
+            self.uncertain.pack(side="left", padx=(6, 0), after=self.verdict)
+        else:
+            self.uncertain.pack_forget()
+        bits = []
+        if row.model_version:
+            bits.append(f"model {row.model_version}")
+        if row.time is not None:
+            bits.append(row.time.strftime("%Y-%m-%d %H:%M:%S"))
+        if row.width and row.height:
+            bits.append(f"{row.width}x{row.height}")
+        self.meta.configure(text="  ·  ".join(bits) + f"\n{row.path}")
+        self.reason.configure(text=f"Reason: {row.error}" if row.error else "")
+
+    def _loaded(self, src: _Source) -> None:
+        if self.row is None or src.row.key != self.row.key:
+            return
+        self._src = src
+        self._set_controls(self.has_heatmap)
+        if src.image is None and src.overlay is None:
+            self.image_label.configure(text=src.error or "No picture", image="")
+        if src.error and not self.row.error:
+            self.reason.configure(text=src.error)
+        self.schedule_render(0)
+
+    def _set_controls(self, enabled: bool) -> None:
+        state = "normal" if enabled else "disabled"
+        for w in (self.heat_toggle, self.opacity_scale, self.side_toggle):
+            w.configure(state=state)
+
+    def _opacity_moved(self) -> None:
+        self.opacity_value.configure(text=f"{self.opacity.get():.0f} %")
+        self.schedule_render(15)
+
+    def schedule_render(self, delay_ms: int = 40) -> None:
+        if self._render_after is not None:
+            self.after_cancel(self._render_after)
+        self._render_after = self.after(delay_ms, self._render)
+
+    def _render(self) -> None:
+        self._render_after = None
+        src = self._src
+        if src is None:
+            return
+        box = (
+            max(50, self.image_area.winfo_width() - 8),
+            max(50, self.image_area.winfo_height() - 8),
+        )
+        args: tuple[Any, ...] = (
+            src,
+            box,
+            self.show_heat.get(),
+            self.opacity.get() / 100.0,
+            self.side_by_side.get(),
+        )
+        self.runner.submit(
+            "io", lambda: render(*args), self._rendered, self._on_error, key="render"
+        )
+
+    def _rendered(self, picture: Image.Image | None) -> None:
+        if picture is None or self._src is None:
+            return
+        self._photo = ImageTk.PhotoImage(picture, master=self)
+        self.image_label.configure(image=self._photo, text="")
+        self.rendered = picture
+        self.render_count += 1
