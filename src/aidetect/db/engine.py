@@ -1,0 +1,98 @@
+"""Engine and session setup from ``settings.database_url``.
+
+SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` for every transaction (pysqlite's
+own transaction handling is switched off, as the SQLAlchemy docs describe for
+"Serializable isolation / Savepoints / Transactional DDL"): a deferred read->write
+upgrade fails at once in WAL mode and ignores the busy timeout, an immediate one waits.
+Any other URL (PostgreSQL) is used as is.
+
+Engines are cached per URL and per process: a forked child (Celery prefork) gets its own.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from aidetect.config import get_settings
+
+BUSY_TIMEOUT_S = 30.0
+
+_lock = threading.Lock()
+_engines: dict[tuple[int, str], Engine] = {}
+
+
+def _sqlite_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001
+        # Disable pysqlite's implicit BEGIN; we emit our own below.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:  # noqa: ANN001
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str) -> Engine:
+    """A new engine for ``url`` (SQLite tuned as described in the module doc)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        db = parsed.database
+        if db and db != ":memory:" and not db.startswith("file:"):
+            Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
+        _sqlite_hooks(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The cached engine for ``url`` (default: the settings' database URL) in this process."""
+    url = url or get_settings().database_url
+    key = (os.getpid(), url)
+    with _lock:
+        engine = _engines.get(key)
+        if engine is None:
+            engine = make_engine(url)
+            _engines[key] = engine
+        return engine
+
+
+def reset_engines() -> None:
+    """Forget engines inherited over fork (without closing the parent's connections) and
+    dispose this process's own. Call in a freshly forked child, or between tests."""
+    with _lock:
+        for (pid, _), engine in list(_engines.items()):
+            engine.dispose(close=pid == os.getpid())
+        _engines.clear()
+
+
+def session_factory(url: str | None = None) -> sessionmaker[Session]:
+    return sessionmaker(get_engine(url), expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    """A session in one transaction: committed on success, rolled back on error."""
+    session = session_factory(url)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

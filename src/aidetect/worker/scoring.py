@@ -1,0 +1,215 @@
+"""Score a batch of stored images: the one code path used by the Celery task and by
+in-process scoring (``aidetect.ingest.score_inline``). Imports no Celery; imports torch
+(through :mod:`aidetect.inference`) only when a :class:`Scorer` first loads a model.
+
+Steps for a batch of image ids: pick up the active model version (switching models between
+batches when it changed), skip images already scored by that version (a redelivered task
+does no work twice), mark the rest ``processing``, classify with Grad-CAM, write heatmaps,
+upsert one prediction per (image, model version), mark ``done`` or ``failed`` with a reason.
+A bad file fails alone; the rest of the batch is scored.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from aidetect.config import get_settings
+from aidetect.db.engine import session_scope
+from aidetect.db.migrate import init_db
+from aidetect.db.models import Image, Prediction, utcnow
+from aidetect.db.registry import active_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchReport:
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    model_version: str = ""
+    seconds: float = 0.0
+    errors: dict[int, str] = field(default_factory=dict)
+
+
+def _one_line(exc: BaseException | str) -> str:
+    text = str(exc).strip().splitlines()
+    msg = text[0] if text else ""
+    if isinstance(exc, BaseException):
+        msg = msg or type(exc).__name__
+    return msg[:500]
+
+
+def upsert_prediction(session: Session, values: dict[str, Any]) -> None:
+    """Insert or replace the prediction of (image_id, model_version): idempotent."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        stmt = sqlite.insert(Prediction).values(**values)
+    elif dialect == "postgresql":
+        stmt = postgresql.insert(Prediction).values(**values)
+    else:  # pragma: no cover - other backends: delete + insert in the same transaction
+        session.query(Prediction).filter_by(
+            image_id=values["image_id"], model_version=values["model_version"]
+        ).delete()
+        session.add(Prediction(**values))
+        return
+    keep = {"image_id", "model_version"}
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["image_id", "model_version"],
+        set_={k: stmt.excluded[k] for k in values if k not in keep},
+    )
+    session.execute(stmt)
+
+
+def mark_failed(ids: Sequence[int], reason: str, only_status: Sequence[str] | None = None) -> None:
+    if not ids:
+        return
+    with session_scope() as s:
+        stmt = update(Image).where(Image.id.in_(list(ids)))
+        if only_status:
+            stmt = stmt.where(Image.status.in_(list(only_status)))
+        s.execute(stmt.values(status="failed", error=reason, updated=utcnow()))
+
+
+class Scorer:
+    """Holds one Detector for the active model version; reloads when the version changes."""
+
+    def __init__(self) -> None:
+        self.detector: Any = None
+        self.version: str | None = None
+        self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+
+    def ensure_model(self) -> str:
+        row = active_model()
+        if self.detector is None or self.version != row.version:
+            from aidetect.inference import Detector  # torch is imported here, not before
+
+            t0 = time.perf_counter()
+            self.detector = Detector(model_dir=row.path)
+            self.version = row.version
+            log.info("loaded model %s from %s in %.2fs", row.version, row.path, time.perf_counter() - t0)
+        return row.version
+
+    def _classify(self, paths: list[str]) -> list[Any]:
+        try:
+            return list(self.detector.classify(paths, explain=True))
+        except Exception as exc:  # one item broke the whole batch: score one by one
+            log.warning("batch classify failed (%s); retrying one by one", _one_line(exc))
+        out = []
+        for p in paths:
+            try:
+                out.extend(self.detector.classify([p], explain=True))
+            except Exception as exc:  # noqa: BLE001 - recorded as this image's failure
+                out.append(_ErrorVerdict(_one_line(exc)))
+        return out
+
+    def score(self, image_ids: Sequence[int], force: bool = False) -> BatchReport:
+        t0 = time.perf_counter()
+        init_db()
+        version = self.ensure_model()
+        report = BatchReport(model_version=version)
+        ids = sorted({int(i) for i in image_ids})
+        with session_scope() as s:
+            rows = s.scalars(select(Image).where(Image.id.in_(ids)).order_by(Image.id)).all()
+            scored = set(
+                s.scalars(
+                    select(Prediction.image_id).where(
+                        Prediction.image_id.in_(ids), Prediction.model_version == version
+                    )
+                ).all()
+            )
+            todo: list[tuple[int, str, str | None]] = []
+            for r in rows:
+                if r.sha256 is None:  # failed at registration (unreadable path): final
+                    report.skipped += 1
+                elif not force and r.id in scored and r.status in ("done", "processing", "queued"):
+                    if r.status != "done":
+                        r.status, r.error, r.updated = "done", None, utcnow()
+                    report.skipped += 1
+                else:
+                    todo.append((r.id, r.path, r.sha256))
+            if todo:
+                s.execute(
+                    update(Image)
+                    .where(Image.id.in_([t[0] for t in todo]))
+                    .values(status="processing", updated=utcnow())
+                )
+        if not todo:
+            report.seconds = time.perf_counter() - t0
+            return report
+
+        t_inf = time.perf_counter()
+        verdicts = self._classify([t[1] for t in todo])
+        inf_s = time.perf_counter() - t_inf
+        heatmap_dir = get_settings().heatmap_dir
+        heatmap_dir.mkdir(parents=True, exist_ok=True)
+        writes: list[tuple[int, dict[str, Any], dict[str, Any] | None]] = []
+        for (image_id, _path, sha), v in zip(todo, verdicts, strict=True):
+            img_vals: dict[str, Any] = {"updated": utcnow()}
+            for attr in ("width", "height", "format"):
+                val = getattr(v, attr, None)
+                if val is not None:
+                    img_vals[attr] = val
+            if getattr(v, "error", None) or getattr(v, "label", None) is None:
+                reason = v.error or "no verdict"
+                img_vals.update(status="failed", error=reason)
+                writes.append((image_id, img_vals, None))
+                report.failed += 1
+                report.errors[image_id] = reason
+                continue
+            if v.sha256 and sha and v.sha256 != sha:
+                reason = "file changed since it was registered (content hash differs)"
+                img_vals.update(status="failed", error=reason)
+                writes.append((image_id, img_vals, None))
+                report.failed += 1
+                report.errors[image_id] = reason
+                continue
+            cam_path = overlay_path = None
+            t_h = time.perf_counter()
+            try:
+                cam_p, ov_p = self.detector.save_heatmaps(v, heatmap_dir)
+                cam_path, overlay_path = str(cam_p), str(ov_p)
+            except Exception as exc:  # noqa: BLE001 - the verdict stands without a heatmap
+                log.warning("heatmap for image %s not saved: %s", image_id, _one_line(exc))
+            timings = dict(getattr(v, "timings", None) or {})
+            timings["batch_inference_s"] = round(inf_s, 4)
+            timings["heatmap_write_s"] = round(time.perf_counter() - t_h, 4)
+            pred = {
+                "image_id": image_id,
+                "model_version": v.model_version or version,
+                "label": v.label,
+                "prob_ai": float(v.prob_ai),
+                "uncertain": bool(v.uncertain),
+                "heatmap_path": cam_path,
+                "overlay_path": overlay_path,
+                "timings": timings,
+                "worker": self.worker_name,
+                "created": utcnow(),
+            }
+            img_vals.update(status="done", error=None)
+            writes.append((image_id, img_vals, pred))
+            report.done += 1
+        with session_scope() as s:
+            for image_id, img_vals, pred in writes:
+                if pred is not None:
+                    upsert_prediction(s, pred)
+                s.execute(update(Image).where(Image.id == image_id).values(**img_vals))
+        report.seconds = time.perf_counter() - t0
+        return report
+
+
+class _ErrorVerdict:
+    def __init__(self, error: str) -> None:
+        self.error = error
+        self.label = None
+        self.sha256 = None

@@ -1,0 +1,139 @@
+"""The Celery task and worker signals.
+
+- ``worker_process_init`` (each pool child, after fork): forget inherited DB connections,
+  ``torch.set_num_threads(1)``, load the active model once.
+- ``worker_ready`` (main process): a heartbeat thread writes ``worker_beats`` every 2 s (the
+  broker-independent answer to "is a worker alive?") and prunes the embedded broker's
+  processed files.
+- ``aidetect.score_batch(image_ids, force=False)``: thin; the work is in
+  :mod:`aidetect.worker.scoring` and is idempotent, so a redelivered task is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from datetime import timedelta
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from sqlalchemy import delete, select
+
+from aidetect.config import get_settings
+from aidetect.worker.app import SOFT_TIME_LIMIT_S, TASK_NAME, embedded_dirs, is_embedded
+
+log = logging.getLogger(__name__)
+HEARTBEAT_S = 2.0
+
+_scorer = None
+
+
+def _get_scorer():  # noqa: ANN202
+    global _scorer
+    if _scorer is None:
+        from aidetect.worker.scoring import Scorer
+
+        _scorer = Scorer()
+    return _scorer
+
+
+@worker_process_init.connect
+def _init_child(**_kwargs: object) -> None:
+    from aidetect.db.engine import reset_engines
+
+    reset_engines()
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        _get_scorer().ensure_model()
+    except Exception as exc:  # noqa: BLE001 - retried on the first task, which records it
+        log.error("could not load the model at start-up: %s", exc)
+
+
+@shared_task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True)
+def score_batch(image_ids: list[int], force: bool = False) -> dict[str, int]:
+    from aidetect.worker.scoring import mark_failed
+
+    try:
+        report = _get_scorer().score(image_ids, force=force)
+    except SoftTimeLimitExceeded:
+        mark_failed(
+            image_ids,
+            f"scoring took longer than the {SOFT_TIME_LIMIT_S} s time limit",
+            only_status=("processing",),
+        )
+        raise
+    except Exception as exc:
+        from aidetect.errors import AidetectError
+
+        if isinstance(exc, AidetectError):  # e.g. the model cannot be loaded
+            mark_failed(image_ids, str(exc), only_status=("queued", "processing"))
+            return {"done": 0, "failed": len(image_ids), "skipped": 0}
+        raise
+    log.info(
+        "batch of %d: %d done, %d failed, %d skipped, model %s, %.2fs",
+        len(image_ids), report.done, report.failed, report.skipped, report.model_version, report.seconds,
+    )
+    return {"done": report.done, "failed": report.failed, "skipped": report.skipped}
+
+
+# -- heartbeat (main process) ---------------------------------------------------------------
+_stop = threading.Event()
+
+
+def _beat_loop(name: str, concurrency: int) -> None:
+    from aidetect.db.engine import session_scope
+    from aidetect.db.migrate import init_db
+    from aidetect.db.models import WorkerBeat, utcnow
+
+    settings = get_settings()
+    init_db()
+    processed = embedded_dirs(settings)["processed"] if is_embedded(settings) else None
+    while not _stop.is_set():
+        try:
+            with session_scope() as s:
+                row = s.scalar(select(WorkerBeat).where(WorkerBeat.name == name))
+                if row is None:
+                    row = WorkerBeat(name=name, started=utcnow())
+                    s.add(row)
+                row.pid, row.concurrency, row.last_seen = os.getpid(), concurrency, utcnow()
+                row.broker = settings.broker_url.split("@")[-1]
+                s.execute(delete(WorkerBeat).where(WorkerBeat.last_seen < utcnow() - timedelta(hours=1)))
+        except Exception as exc:  # noqa: BLE001 - a locked/unreachable DB must not kill the worker
+            log.warning("heartbeat not written: %s", exc)
+        if processed is not None:
+            cutoff = time.time() - 60
+            for f in processed.glob("*.msg"):
+                try:
+                    if f.stat().st_mtime < cutoff:
+                        f.unlink()
+                except OSError:
+                    pass
+        _stop.wait(HEARTBEAT_S)
+
+
+@worker_ready.connect
+def _start_heartbeat(sender=None, **_kwargs: object) -> None:  # noqa: ANN001
+    name = getattr(sender, "hostname", None) or f"worker-{os.getpid()}"
+    concurrency = int(getattr(getattr(sender, "controller", None), "concurrency", 0) or 0)
+    _stop.clear()
+    threading.Thread(target=_beat_loop, args=(name, concurrency), daemon=True, name="aidetect-beat").start()
+
+
+@worker_shutdown.connect
+def _stop_heartbeat(sender=None, **_kwargs: object) -> None:  # noqa: ANN001
+    _stop.set()
+    try:
+        from aidetect.db.engine import session_scope
+        from aidetect.db.models import WorkerBeat
+
+        name = getattr(sender, "hostname", None)
+        if name:
+            with session_scope() as s:
+                s.execute(delete(WorkerBeat).where(WorkerBeat.name == name))
+    except Exception:  # noqa: BLE001
+        pass
