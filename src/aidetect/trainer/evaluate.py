@@ -176,9 +176,9 @@ def run_evaluation(cfg: EvalConfig) -> EvalResult:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     t_start = time.perf_counter()
+    sources = load_sources(cfg.data, parse_label_map(cfg.label_map))  # data errors first, before the model
     scorer = Scorer(cfg.model_dir, cfg.engine)
     card = scorer.card
-    sources = load_sources(cfg.data, parse_label_map(cfg.label_map))
     sel, data_record = eval_selection(sources, cfg.split)
     if cfg.limit and len(sel) > cfg.limit:
         sel = _stratified_limit(sel, cfg.limit)
@@ -256,7 +256,9 @@ def _faithfulness(scorer: Scorer, images: list[Image.Image], n: int) -> tuple[di
         from aidetect.inference import Detector
 
         det = Detector(model_dir=scorer.model_dir, device="cpu")
-    result = deletion_test(det, images, n=n, seed=0)
+    rng = np.random.default_rng(0)
+    pick = sorted(rng.choice(len(images), size=min(n, len(images)), replace=False).tolist())
+    result = deletion_test(det, [images[i] for i in pick], seed=0)
     return result, faithfulness_markdown(result)
 
 

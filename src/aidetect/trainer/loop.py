@@ -65,7 +65,7 @@ class TrainConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("out", "resume", "progress", "threads", "device", "epochs", "patience", "evaluate_test"):
+        for k in ("out", "resume", "progress", "threads", "device", "patience", "evaluate_test"):
             d.pop(k)
         return json.loads(json.dumps(d, default=str))
 

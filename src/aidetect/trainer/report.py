@@ -147,7 +147,7 @@ def write_report(out: Path, metrics: dict[str, Any], card: ModelCard, faithfulne
             metrics_table(metrics["robustness"], "condition"),
         ]
     if faithfulness_md:
-        lines += ["## Heatmap faithfulness (deletion test)", "", faithfulness_md.strip(), ""]
+        lines += [faithfulness_md.strip(), ""]
     plots = metrics.get("plots", {})
     if plots:
         lines += ["## Plots", ""]

@@ -273,12 +273,16 @@ def check_hub_reachable(timeout: float = HUB_CHECK_TIMEOUT_S) -> str | None:
     return None if result[0] is None else f"{host}:{port}: {result[0]}"
 
 
+LOCAL_COPY_HINT = (
+    "point --data at a local copy instead (parquet files, an image folder with real/ and ai/ "
+    "sub-folders, or a save_to_disk folder)"
+)
+
+
 def _offline_message(spec: str, reason: str) -> str:
     return (
-        f"cannot reach the Hugging Face hub to load {spec!r} ({reason}); "
-        "point --data at a local copy instead (parquet files, an image folder with real/ and ai/ "
-        "sub-folders, or a save_to_disk folder), or set HF_HUB_OFFLINE=1 to use a copy already "
-        "in the Hugging Face cache"
+        f"cannot reach the Hugging Face hub to load {spec!r} ({reason}); {LOCAL_COPY_HINT}, "
+        "or set HF_HUB_OFFLINE=1 to use a copy already in the Hugging Face cache"
     )
 
 
@@ -300,12 +304,13 @@ def _load_raw(kind: str, spec: str, path: Path | None) -> dict[str, Any]:
         if kind == "imagefolder":
             return dict(datasets.load_dataset("imagefolder", data_dir=str(path)))
         # hub
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
         if not offline:
             reason = check_hub_reachable()
             if reason is not None:
                 raise DataSourceError(_offline_message(spec, reason))
-        return dict(datasets.load_dataset(spec))
+            return dict(datasets.load_dataset(spec))
+        return _load_hub_offline(spec)
     except DataSourceError:
         raise
     except (ConnectionError, TimeoutError) as exc:
@@ -315,6 +320,26 @@ def _load_raw(kind: str, spec: str, path: Path | None) -> dict[str, Any]:
         if kind == "hub" and ("offline" in first.lower() or "connect" in first.lower()):
             raise DataSourceError(_offline_message(spec, first)) from exc
         raise DataSourceError(f"{spec}: cannot load as {kind} dataset: {first}") from exc
+
+
+def _load_hub_offline(spec: str) -> dict[str, Any]:
+    """``load_dataset`` from the local cache only. The libraries read HF_HUB_OFFLINE once
+    at import; set their flags too, so a value set later in this process is honoured."""
+    import datasets
+    import huggingface_hub.constants as hub_constants
+
+    saved = (datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE)
+    datasets.config.HF_HUB_OFFLINE = hub_constants.HF_HUB_OFFLINE = True
+    try:
+        return dict(datasets.load_dataset(spec))
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataSourceError(
+            f"HF_HUB_OFFLINE is set and the Hugging Face cache has no usable copy of {spec!r} "
+            f"({first[:100]}); {LOCAL_COPY_HINT}"
+        ) from exc
+    finally:
+        datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE = saved
 
 
 def load_source(spec: str, label_map: dict[str, str] | None = None) -> SourceData:
