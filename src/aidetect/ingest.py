@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -32,14 +31,21 @@ class BrokerUnavailable(AidetectError):
     """The configured broker cannot be reached."""
 
 
-@dataclass
-class Registration:
-    """Outcome of :func:`register_files`. ``ids[i]`` is the image id of ``paths[i]``."""
+class Registration(list[int]):
+    """Outcome of :func:`register_files`: a list of the image ids to score (queued now:
+    pass it to :func:`enqueue` or :func:`score_inline`), with details as attributes:
+    ``ids[i]`` is the image id of ``paths[i]``; ``already_done`` were scored by the active
+    version; ``failed`` failed at registration (unreadable, symlink out of the folder)."""
 
-    ids: list[int] = field(default_factory=list)
-    to_score: list[int] = field(default_factory=list)  # queued now: enqueue or score_inline
-    already_done: list[int] = field(default_factory=list)  # scored by the active version
-    failed: list[int] = field(default_factory=list)  # failed at registration (unreadable...)
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[int] = []
+        self.already_done: list[int] = []
+        self.failed: list[int] = []
+
+    @property
+    def to_score(self) -> list[int]:
+        return list(self)
 
     @property
     def distinct(self) -> list[int]:
@@ -177,7 +183,7 @@ def register_files(
             elif not rescan and row.id in scored and row.status == "done":
                 reg.already_done.append(row.id)
             else:
-                reg.to_score.append(row.id)
+                reg.append(row.id)
                 if row.status != "queued" or row.path != path or row.error:
                     requeue[row.id] = path
         for image_id, path in requeue.items():
@@ -266,6 +272,22 @@ def score_inline(
         if progress is not None:
             progress(len(batch))
     return totals
+
+
+def stranded_ids(older_than_s: float = 0.0, limit: int | None = None) -> list[int]:
+    """Images left ``queued`` or ``processing`` for at least ``older_than_s`` (e.g. their
+    messages were lost with a broker that kept nothing). Re-enqueueing them is safe: the
+    task skips what is already scored."""
+    from datetime import timedelta
+
+    init_db()
+    with session_scope() as s:
+        stmt = select(Image.id).where(Image.status.in_(("queued", "processing"))).order_by(Image.id)
+        if older_than_s > 0:
+            stmt = stmt.where(Image.updated <= utcnow() - timedelta(seconds=older_than_s))
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return list(s.scalars(stmt).all())
 
 
 def workers_alive(within_s: float = 10.0) -> int:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -27,6 +28,7 @@ from aidetect.worker.app import SOFT_TIME_LIMIT_S, TASK_NAME, embedded_dirs, is_
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 2.0
+READY_WAIT_S = 120.0
 
 _scorer = None
 
@@ -52,6 +54,16 @@ def _init_child(**_kwargs: object) -> None:
         _get_scorer().ensure_model()
     except Exception as exc:  # noqa: BLE001 - retried on the first task, which records it
         log.error("could not load the model at start-up: %s", exc)
+    try:  # tell the main process a child can score (its heartbeat starts then)
+        path = _ready_file(os.getppid())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    except OSError:
+        pass
+
+
+def _ready_file(main_pid: int):  # noqa: ANN202
+    return get_settings().home / "run" / f"worker-{main_pid}.ready"
 
 
 @shared_task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True)
@@ -93,6 +105,11 @@ def _beat_loop(name: str, concurrency: int) -> None:
     settings = get_settings()
     init_db()
     processed = embedded_dirs(settings)["processed"] if is_embedded(settings) else None
+    # Report alive only once a pool child has loaded the model (or after READY_WAIT_S).
+    ready = _ready_file(os.getpid())
+    deadline = time.monotonic() + READY_WAIT_S
+    while not ready.exists() and time.monotonic() < deadline and not _stop.is_set():
+        _stop.wait(0.2)
     while not _stop.is_set():
         try:
             with session_scope() as s:
@@ -127,6 +144,8 @@ def _start_heartbeat(sender=None, **_kwargs: object) -> None:  # noqa: ANN001
 @worker_shutdown.connect
 def _stop_heartbeat(sender=None, **_kwargs: object) -> None:  # noqa: ANN001
     _stop.set()
+    with contextlib.suppress(OSError):
+        _ready_file(os.getpid()).unlink(missing_ok=True)
     try:
         from aidetect.db.engine import session_scope
         from aidetect.db.models import WorkerBeat

@@ -1,0 +1,278 @@
+"""``aidetect scan DIR`` (bulk scoring through the workers) and ``aidetect results``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from aidetect.errors import AidetectError
+
+POLL_S = 0.25
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _write_export(rows: list[dict[str, Any]], out: Path) -> None:
+    from aidetect.db.queries import to_csv, to_json
+
+    suffix = out.suffix.lower()
+    if suffix not in (".csv", ".json"):
+        raise AidetectError(f"{out}: export must end in .csv or .json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(to_csv(rows) if suffix == ".csv" else to_json(rows) + "\n", encoding="utf-8")
+
+
+def _summary(console: Console, rows: list[dict[str, Any]], seconds: float, mode: str) -> None:
+    status = Counter(r["status"] for r in rows)
+    labels = Counter(r["label"] for r in rows if r["status"] == "done")
+    uncertain = sum(1 for r in rows if r["status"] == "done" and r["uncertain"])
+    done = status.get("done", 0)
+    rate = f", {done / seconds:.1f} images/s" if seconds > 0 and done else ""
+    console.print(
+        f"[bold]{len(rows)}[/] images ({mode}, {seconds:.1f}s{rate}): "
+        f"[red]ai {labels.get('ai', 0)}[/], [green]real {labels.get('real', 0)}[/], "
+        f"uncertain {uncertain}, failed {status.get('failed', 0)}"
+        + (f", still pending {status.get('queued', 0) + status.get('processing', 0)}" if status.get("queued") or status.get("processing") else "")
+    )
+    failed = [r for r in rows if r["status"] == "failed"]
+    if failed:
+        table = Table("failed file", "reason", title=f"{len(failed)} failed", title_justify="left")
+        for r in failed[:50]:
+            table.add_row(r["path"], r["error"] or "")
+        if len(failed) > 50:
+            table.add_row(f"... and {len(failed) - 50} more", "(see aidetect results --status failed)")
+        console.print(table)
+
+
+def _wait_for_results(
+    console: Console, ids: list[int], batch_size: int, force: bool, stall_timeout: float, quiet: bool
+) -> None:
+    """Poll the store until every id is done or failed; re-send images whose tasks seem lost
+    (no progress for ``stall_timeout`` s while work is pending and a worker is alive)."""
+    from aidetect.db.engine import session_scope
+    from aidetect.db.queries import pending_ids, status_counts
+    from aidetect.ingest import enqueue, workers_alive
+
+    total = len(ids)
+    t0 = time.monotonic()
+    last_change = time.monotonic()
+    last_finished = -1
+    warned_no_worker = False
+    with _progress(console) as bar:
+        task = bar.add_task("scoring", total=total, rate="", visible=not quiet)
+        while True:
+            with session_scope() as s:
+                counts = status_counts(s, ids)
+            finished = counts.get("done", 0) + counts.get("failed", 0)
+            elapsed = time.monotonic() - t0
+            bar.update(task, completed=finished, rate=f"{finished / elapsed:.1f}/s" if elapsed > 0 else "")
+            if finished >= total:
+                return
+            now = time.monotonic()
+            if finished != last_finished:
+                last_finished, last_change = finished, now
+            elif now - last_change > stall_timeout:
+                alive = workers_alive()
+                if alive:
+                    with session_scope() as s:
+                        pend = pending_ids(s, ids)
+                    n = enqueue(pend, batch_size=batch_size, force=force)
+                    console.print(f"no progress for {stall_timeout:.0f}s: re-sent {len(pend)} pending images ({n} tasks)")
+                elif not warned_no_worker:
+                    console.print("[yellow]no worker is alive: start one with `aidetect worker` (the queued work waits)")
+                    warned_no_worker = True
+                last_change = now
+            time.sleep(POLL_S)
+
+
+@click.command()
+@click.argument("folder", type=click.Path(exists=True, path_type=Path))
+@click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders.")
+@click.option("--rescan", is_flag=True, help="Score again images already scored by the active model.")
+@click.option("--export", "export", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the results to FILE.csv or FILE.json.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as a JSON array on stdout.")
+@click.option("--batch-size", type=int, default=None, help="Images per task (default: settings.task_batch_size).")
+@click.option("--inline", is_flag=True, help="Score in this process instead of the workers.")
+@click.option("--no-fallback", is_flag=True,
+              help="Never score in-process: queue the work and wait for workers even if none is alive.")
+@click.option("--worker-wait", type=float, default=3.0, show_default=True,
+              help="Seconds to wait for a worker before scoring in-process.")
+@click.option("--stall-timeout", type=float, default=60.0, show_default=True,
+              help="Re-send pending images after this many seconds without progress.")
+def scan(
+    folder: Path, recursive: bool, rescan: bool, export: Path | None, as_json: bool, batch_size: int | None,
+    inline: bool, no_fallback: bool, worker_wait: float, stall_timeout: float,
+) -> None:
+    """Score every image in FOLDER through the workers, with a progress bar and a summary.
+
+    Images are registered by content hash: one already scored by the active model is not
+    scored again unless --rescan. With no worker alive, scan scores in this process (and
+    says so) unless --no-fallback.
+    """
+    from aidetect.config import get_settings
+    from aidetect.db.engine import session_scope
+    from aidetect.db.migrate import init_db
+    from aidetect.db.queries import results_for_ids
+    from aidetect.db.registry import active_version
+    from aidetect.ingest import (
+        check_broker,
+        enqueue,
+        iter_files,
+        register_files,
+        score_inline,
+        workers_alive,
+    )
+
+    console = Console(stderr=True)
+    settings = get_settings()
+    settings.ensure_dirs()
+    init_db()
+    version = active_version()
+    size = batch_size or settings.task_batch_size
+    t0 = time.monotonic()
+    with console.status("finding and hashing files..."):
+        files = list(iter_files(folder, recursive=recursive))
+        reg = register_files(files, root=folder if folder.is_dir() else None, rescan=rescan)
+    distinct = reg.distinct
+    console.print(
+        f"{len(files)} files, {len(distinct)} distinct: {len(reg)} to score with model {version}, "
+        f"{len(reg.already_done)} already scored, {len(reg.failed)} unreadable"
+    )
+    mode = "in-process"
+    if reg:
+        if not inline:
+            check_broker(settings)
+            alive = workers_alive()
+            deadline = time.monotonic() + worker_wait
+            while not alive and not no_fallback and time.monotonic() < deadline:
+                time.sleep(0.5)
+                alive = workers_alive()
+            if alive or no_fallback:
+                mode = f"{alive} worker(s)" if alive else "queued, waiting for workers"
+                n = enqueue(reg, batch_size=size, force=rescan)
+                console.print(f"queued {len(reg)} images in {n} tasks for {alive or 'no'} worker(s)")
+                _wait_for_results(console, list(reg), size, rescan, stall_timeout, quiet=False)
+            else:
+                console.print(
+                    f"[yellow]no worker alive after {worker_wait:.0f}s: scoring in this process "
+                    "(run `aidetect worker` to use workers)"
+                )
+                inline = True
+        if inline:
+            with _progress(console) as bar:
+                task = bar.add_task("scoring in-process", total=len(reg), rate="")
+                t_in = time.monotonic()
+
+                def advance(n: int) -> None:
+                    bar.advance(task, n)
+                    done = bar.tasks[0].completed
+                    bar.update(task, rate=f"{done / max(1e-6, time.monotonic() - t_in):.1f}/s")
+
+                score_inline(list(reg), batch_size=size, force=rescan, progress=advance)
+    with session_scope() as s:
+        rows = results_for_ids(s, distinct)
+    by_id = {r["image_id"]: r for r in rows}
+    rows = [by_id[i] for i in distinct if i in by_id]
+    _summary(console, rows, time.monotonic() - t0, mode)
+    if export:
+        _write_export(rows, export)
+        console.print(f"wrote {len(rows)} results to {export}")
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+
+
+def _parse_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise AidetectError(f"bad date {value!r}: use ISO format, e.g. 2026-11-25 or 2026-11-25T10:00") from None
+
+
+@click.command()
+@click.option("--label", type=click.Choice(["ai", "real"]), default=None)
+@click.option("--status", type=click.Choice(["queued", "processing", "done", "failed"]), multiple=True)
+@click.option("--prob-min", type=float, default=None, help="Lowest prob_ai.")
+@click.option("--prob-max", type=float, default=None, help="Highest prob_ai.")
+@click.option("--since", default=None, help="Updated at or after (ISO date/time, UTC).")
+@click.option("--until", default=None, help="Updated at or before (ISO date/time, UTC).")
+@click.option("--path", "path_glob", default=None, help="Path glob, e.g. '*/inbox/*.jpg'.")
+@click.option("--text", default=None, help="Substring of the path (case-insensitive).")
+@click.option("--uncertain/--certain", default=None, help="Only uncertain / only certain verdicts.")
+@click.option("--model-version", default=None)
+@click.option("--sort", "order_by", type=click.Choice(["id", "time", "path", "status", "label", "prob_ai"]), default="id")
+@click.option("--desc", is_flag=True, help="Sort descending.")
+@click.option("--limit", type=int, default=None, help="At most N rows (table default: 100).")
+@click.option("--json", "as_json", is_flag=True, help="JSON array on stdout.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout.")
+@click.option("--export", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write FILE.csv|.json.")
+def results(
+    label: str | None, status: tuple[str, ...], prob_min: float | None, prob_max: float | None, since: str | None,
+    until: str | None, path_glob: str | None, text: str | None, uncertain: bool | None, model_version: str | None,
+    order_by: str, desc: bool, limit: int | None, as_json: bool, as_csv: bool, export: Path | None,
+) -> None:
+    """Query stored results with filters; print a table, JSON or CSV."""
+    from aidetect.db.engine import session_scope
+    from aidetect.db.migrate import init_db
+    from aidetect.db.queries import count_results, query_results, to_csv
+
+    init_db()
+    filters: dict[str, Any] = {
+        "label": label, "status": list(status) or None, "prob_min": prob_min, "prob_max": prob_max,
+        "since": _parse_date(since), "until": _parse_date(until), "path_glob": path_glob, "text": text,
+        "uncertain": uncertain, "model_version": model_version,
+    }
+    table_mode = not (as_json or as_csv or export)
+    eff_limit = limit if limit is not None else (100 if table_mode else None)
+    with session_scope() as s:
+        rows = query_results(s, order_by=order_by, descending=desc, limit=eff_limit, **filters)
+        total = count_results(s, **filters) if table_mode else len(rows)
+    if export:
+        _write_export(rows, export)
+        click.echo(f"wrote {len(rows)} results to {export}", err=True)
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+    elif as_csv:
+        sys.stdout.write(to_csv(rows))
+    elif table_mode:
+        console = Console()
+        table = Table("id", "path", "status", "label", "prob_ai", "uncertain", "model", "error/time")
+        for r in rows:
+            table.add_row(
+                str(r["image_id"]), r["path"], r["status"], r["label"] or "",
+                f"{r['prob_ai']:.3f}" if r["prob_ai"] is not None else "",
+                "yes" if r["uncertain"] else "", r["model_version"] or "",
+                r["error"] or (r["created"] or "")[:19],
+            )
+        console.print(table)
+        console.print(f"{len(rows)} of {total} matching results")

@@ -1,0 +1,53 @@
+"""``aidetect worker``: a Celery worker (prefork) that scores queued images."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+
+@click.command()
+@click.option("-c", "--concurrency", type=int, default=None, help="Pool processes (default: CPU cores).")
+@click.option("-P", "--pool", default="prefork", show_default=True, help="Celery pool (prefork, solo, threads).")
+@click.option("-n", "--name", default=None, help="Worker node name (default: aidetect-<pid>@<host>).")
+@click.option("-l", "--loglevel", default="INFO", show_default=True)
+@click.option("--max-tasks-per-child", type=int, default=None, help="Recycle a child after N batches.")
+def worker(concurrency: int | None, pool: str, name: str | None, loglevel: str, max_tasks_per_child: int | None) -> None:
+    """Start a worker on the configured broker (AIDETECT_BROKER_URL; embedded by default).
+
+    Each pool process loads the active model once, with one torch thread, and switches
+    to a newly promoted model between batches. Results go to the database.
+    """
+    from aidetect.config import get_settings
+    from aidetect.db.migrate import init_db
+    from aidetect.db.registry import active_model
+    from aidetect.ingest import check_broker
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    init_db()
+    row = active_model()  # registers the shipped model on first use (no torch here)
+    check_broker(settings)
+    from aidetect.worker.app import QUEUE, app
+
+    conc = concurrency or os.cpu_count() or 1
+    argv = [
+        "worker",
+        "-P", pool,
+        "-c", str(conc),
+        "-Q", QUEUE,
+        "-l", loglevel,
+        "-n", name or f"aidetect-{os.getpid()}@%h",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if max_tasks_per_child:
+        argv += ["--max-tasks-per-child", str(max_tasks_per_child)]
+    where = "embedded broker" if settings.broker_url.startswith("filesystem:") else settings.broker_url.split("@")[-1]
+    click.echo(
+        f"aidetect worker: {conc} x {pool} on {where}; model {row.version}; "
+        f"database {settings.database_url.split('@')[-1]}; heatmaps {settings.heatmap_dir}",
+        err=True,
+    )
+    app.worker_main(argv)
