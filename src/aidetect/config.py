@@ -40,6 +40,7 @@ class Settings:
     overlay_alpha: float = 0.45
     tile_min_side: int = 96  # images whose short side is at least this many px are tiled
     max_tiles: int = 16
+    torch_threads: int = 0  # >0: torch.set_num_threads(n) when a Detector loads (0 = torch default)
     # pipeline
     watch_polling: bool = False
     watch_debounce_s: float = 0.3
