@@ -12,7 +12,7 @@ from aidetect.errors import AidetectError
 
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
-@click.option("--theme", default="flatly", show_default=True, help="ttkbootstrap theme name.")
+@click.option("--theme", default="bootstrap-light", show_default=True, help="ttkbootstrap theme name.")
 @click.option(
     "--page-size",
     default=100,

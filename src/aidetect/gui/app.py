@@ -37,12 +37,12 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 COLUMNS: tuple[tuple[str, str, int, str], ...] = (
     # id, heading, width, anchor
-    ("name", "File", 170, "w"),
+    ("name", "File", 140, "w"),
     ("label", "Label", 55, "center"),
-    ("confidence", "Confidence", 88, "e"),
-    ("uncertain", "Uncertain", 82, "center"),
-    ("model_version", "Model", 110, "w"),
-    ("time", "Time", 128, "w"),
+    ("confidence", "Confidence", 86, "e"),
+    ("uncertain", "Uncertain", 78, "center"),
+    ("model_version", "Model", 95, "w"),
+    ("time", "Time", 132, "w"),
     ("status", "Status", 70, "center"),
 )
 ANY = "any"
@@ -83,47 +83,24 @@ def run_upload(paths: Sequence[Path], progress: Callable[[int, int], None]) -> U
             f"not a file: {missing[0]}"
             + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else "")
         )
-    ids = list(ingest.register_files(files))
-    shown = _image_ids_for(files) or ids
+    reg = ingest.register_files(files)
+    shown = reg.distinct  # image id of every uploaded file, scored before or not
+    ids = list(reg)  # the ones to score now
     if not ids:
         return UploadResult(shown, "known", len(files))
     if ingest.workers_alive():
         ingest.enqueue(ids)
         return UploadResult(shown, "workers", len(files))
-    chunk = 8
-    for start in range(0, len(ids), chunk):
-        progress(start, len(ids))
-        ingest.score_inline(ids[start : start + chunk])
-    progress(len(ids), len(ids))
+    done = 0
+    progress(0, len(ids))
+
+    def step(n: int) -> None:
+        nonlocal done
+        done += n
+        progress(done, len(ids))
+
+    ingest.score_inline(ids, batch_size=8, progress=step)
     return UploadResult(shown, "inline", len(files))
-
-
-def _image_ids_for(files: list[str]) -> list[int]:
-    """Image ids of the uploaded files (by content hash: a file already known under another
-    name still finds its stored result)."""
-    import hashlib
-
-    from sqlalchemy import select
-
-    from aidetect.db import Image as ImageRow
-    from aidetect.db import session_scope
-
-    ids: list[int] = []
-    with session_scope() as s:
-        for f in files:
-            h = hashlib.sha256()
-            try:
-                with open(f, "rb") as fh:
-                    for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                        h.update(block)
-            except OSError:
-                continue
-            got = s.scalar(select(ImageRow.id).where(ImageRow.sha256 == h.hexdigest()).limit(1))
-            if got is None:
-                got = s.scalar(select(ImageRow.id).where(ImageRow.path == f).limit(1))
-            if got is not None:
-                ids.append(int(got))
-    return ids
 
 
 class Dashboard:
@@ -135,7 +112,7 @@ class Dashboard:
         page_size: int = 100,
         live_ms: int = 1000,
         status_ms: int = 3000,
-        theme: str = "flatly",
+        theme: str = "bootstrap-light",
         size: tuple[int, int] = (1280, 800),
         init_store: bool = True,
     ) -> None:
@@ -360,14 +337,15 @@ class Dashboard:
     def _build_status(self, root: tk.Misc) -> None:
         s = tb.Frame(root, padding=(8, 3), bootstyle="light")
         s.grid(row=2, column=0, sticky="ew")
-        self.queue_label = tb.Label(s, text="Queue: –", bootstyle="inverse-light")
+        self.queue_label = tb.Label(s, text="Queue: –", bootstyle="@light")
         self.queue_label.pack(side="left")
-        self.workers_label = tb.Label(s, text="Workers: –", bootstyle="inverse-light")
+        self.workers_label = tb.Label(s, text="Workers: –", bootstyle="@light")
         self.workers_label.pack(side="left", padx=16)
-        self.model_label = tb.Label(s, text="Model: –", bootstyle="inverse-light")
+        self.model_label = tb.Label(s, text="Model: –", bootstyle="@light")
         self.model_label.pack(side="left")
-        self.db_label = tb.Label(s, text=_short_url(self.db_url), bootstyle="inverse-light")
+        self.db_label = tb.Label(s, text=_short_url(self.db_url), bootstyle="@light")
         self.db_label.pack(side="right")
+        tb.ToolTip(self.db_label, text=self.db_url)
 
     def _bind_keys(self) -> None:
         r, t = self.root, self.tree
@@ -725,7 +703,10 @@ class Dashboard:
 
     def _status_read(self, s: dict[str, Any]) -> None:
         if "queue" in s:
-            self.queue_label.configure(text=f"Queue: {s['queue']}")
+            q = s["queue"]
+            self.queue_label.configure(
+                text=f"Queue: {q} batches" if q is not None else "Queue: n/a"
+            )
         elif "broker_error" in s:
             self.queue_label.configure(text=f"Queue: unavailable ({s['broker_error']})")
         if "workers" in s:
@@ -866,5 +847,5 @@ def _tags(r: Row) -> tuple[str, ...]:
 
 def _short_url(url: str) -> str:
     if url.startswith("sqlite:///"):
-        return f"Store: {url[len('sqlite:///') :]}"
+        return f"Store: {Path(url[len('sqlite:///') :]).name}"
     return "Store: " + url.split("@")[-1]

@@ -115,9 +115,7 @@ class DetailPanel(tb.Frame):
         badges.grid(row=1, column=0, sticky="w", pady=(4, 2))
         self.verdict = tb.Label(badges, text="", padding=(8, 3), font=("TkDefaultFont", 11, "bold"))
         self.verdict.pack(side="left")
-        self.uncertain = tb.Label(
-            badges, text="UNCERTAIN", padding=(8, 3), bootstyle="inverse-warning"
-        )
+        self.uncertain = tb.Label(badges, text="UNCERTAIN", padding=(8, 3), bootstyle="@warning")
         self.confidence_text = tb.Label(
             badges, text="", padding=(10, 0), font=("TkDefaultFont", 11)
         )
@@ -125,11 +123,11 @@ class DetailPanel(tb.Frame):
         self.confidence_bar = tb.Progressbar(head, maximum=100, value=0, bootstyle="info")
         self.confidence_bar.grid(row=2, column=0, sticky="ew", pady=(2, 4))
         self.meta = tb.Label(
-            head, text="", justify="left", anchor="w", wraplength=480, bootstyle="secondary"
+            head, text="", justify="left", anchor="w", wraplength=440, bootstyle="secondary"
         )
         self.meta.grid(row=3, column=0, sticky="ew")
         self.reason = tb.Label(
-            head, text="", justify="left", anchor="w", wraplength=480, bootstyle="danger"
+            head, text="", justify="left", anchor="w", wraplength=440, bootstyle="danger"
         )
         self.reason.grid(row=4, column=0, sticky="ew")
 
@@ -157,18 +155,6 @@ class DetailPanel(tb.Frame):
             command=self.schedule_render,
         )
         self.heat_toggle.pack(side="left")
-        tb.Label(ctl, text="Opacity").pack(side="left", padx=(8, 4))
-        self.opacity_scale = tb.Scale(
-            ctl,
-            from_=0,
-            to=100,
-            variable=self.opacity,
-            length=140,
-            command=lambda _v: self._opacity_moved(),
-        )
-        self.opacity_scale.pack(side="left")
-        self.opacity_value = tb.Label(ctl, text="45 %", width=5)
-        self.opacity_value.pack(side="left", padx=(4, 10))
         self.side_toggle = tb.Checkbutton(
             ctl,
             text="Side by side",
@@ -176,7 +162,19 @@ class DetailPanel(tb.Frame):
             bootstyle="round-toggle",
             command=self.schedule_render,
         )
-        self.side_toggle.pack(side="left")
+        self.side_toggle.pack(side="left", padx=(10, 0))
+        tb.Label(ctl, text="Opacity").pack(side="left", padx=(8, 4))
+        self.opacity_scale = tb.Scale(
+            ctl,
+            from_=0,
+            to=100,
+            variable=self.opacity,
+            length=100,
+            command=lambda _v: self._opacity_moved(),
+        )
+        self.opacity_scale.pack(side="left")
+        self.opacity_value = tb.Label(ctl, text="45 %", width=5)
+        self.opacity_value.pack(side="left", padx=(4, 10))
 
         legend = tb.Frame(self)
         legend.grid(row=3, column=0, sticky="w", pady=(6, 0))
@@ -185,7 +183,11 @@ class DetailPanel(tb.Frame):
         tk.Label(legend, image=self._legend_photo, bd=0).pack(side="left", padx=6)
         tb.Label(legend, text="red = most influence", bootstyle="secondary").pack(side="left")
         self.caveat = tb.Label(
-            self, text=CAVEAT, bootstyle="secondary", font=("TkDefaultFont", 9, "italic")
+            self,
+            text=CAVEAT,
+            bootstyle="secondary",
+            font=("TkDefaultFont", 9, "italic"),
+            wraplength=440,
         )
         self.caveat.grid(row=4, column=0, sticky="w", pady=(2, 0))
         self._set_controls(False)
@@ -228,7 +230,7 @@ class DetailPanel(tb.Frame):
             is_ai = row.label == "ai"
             self.verdict.configure(
                 text="AI-GENERATED" if is_ai else "REAL PHOTO",
-                bootstyle="inverse-danger" if is_ai else "inverse-success",
+                bootstyle="@danger" if is_ai else "@success",
             )
             conf = row.confidence or 0.0
             self.confidence_text.configure(
@@ -236,7 +238,7 @@ class DetailPanel(tb.Frame):
             )
             self.confidence_bar.configure(value=conf * 100)
         else:
-            style = "inverse-danger" if row.status == "failed" else "inverse-secondary"
+            style = "@danger" if row.status == "failed" else "@secondary"
             self.verdict.configure(text=row.status.upper(), bootstyle=style)
             self.confidence_text.configure(text="")
             self.confidence_bar.configure(value=0)

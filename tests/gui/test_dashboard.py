@@ -1,0 +1,198 @@
+"""The dashboard in a real Tk window under Xvfb, on a real SQLite store, scoring real images
+in-process (no worker is running, so the GUI must score uploads itself)."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tests.gui.conftest import pump, screenshot, settle
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _tree_rows(app) -> list[dict[str, str]]:
+    cols = ("name", "label", "confidence", "uncertain", "model_version", "time", "status")
+    return [
+        dict(zip(cols, app.tree.item(k, "values"), strict=True)) for k in app.tree.get_children()
+    ]
+
+
+def _wait_page(app, before: int, what: str) -> None:
+    pump(app, lambda: app.page_loads > before and not app._page_inflight, 30, what)
+
+
+def _pick(mini_dir: Path, tmp_path: Path) -> list[Path]:
+    """Three images (2 AI, 1 real) copied to distinct names, as a person's files would be."""
+    src = [
+        mini_dir / "ai" / "ai_000.jpg",
+        mini_dir / "ai" / "ai_001.jpg",
+        mini_dir / "real" / "real_000.jpg",
+    ]
+    up = tmp_path / "uploads"
+    up.mkdir()
+    out = []
+    for i, s in enumerate(src):
+        d = up / f"upload_{i}_{s.name}"
+        shutil.copy(s, d)
+        out.append(d)
+    return out
+
+
+def test_upload_browse_filter_select_export(dashboard, mini_dir: Path, tmp_path: Path) -> None:
+    app = dashboard
+    files = _pick(mini_dir, tmp_path)
+
+    # -- upload 3 images; no worker alive -> scored in this process -----------------------
+    before = app.page_loads
+    app.upload_paths(files)
+    pump(app, lambda: app.last_upload is not None or app.last_error is not None, 180, "the upload")
+    assert app.last_error is None, app.last_error
+    assert app.last_upload.mode == "inline"
+    assert len(app.last_upload.image_ids) == 3
+    pump(
+        app,
+        lambda: app.page_loads > before and [r["status"] for r in _tree_rows(app)] == ["done"] * 3,
+        30,
+        f"3 scored rows (have {_tree_rows(app)})",
+    )
+    rows = _tree_rows(app)
+    assert sorted(r["name"] for r in rows) == sorted(f.name for f in files)
+    assert {r["label"] for r in rows} <= {"ai", "real"}
+    assert all(r["status"] == "done" for r in rows)
+    assert all(r["confidence"].endswith("%") for r in rows)
+    assert app.total == 3
+
+    # the first upload is selected and its result view shows the Grad-CAM overlay
+    pump(app, lambda: app.detail.rendered is not None, 30, "the result view")
+    assert app.detail.row is not None and app.detail.row.label in ("ai", "real")
+    assert app.detail.has_heatmap
+    assert app.detail.verdict.cget("text") in ("AI-GENERATED", "REAL PHOTO")
+    shot = screenshot(app, "dashboard-upload")
+    assert shot is None or shot.stat().st_size > 10_000
+
+    # -- a filter narrows the table ---------------------------------------------------------
+    target = files[2].name
+    before = app.page_loads
+    app.search_var.set("upload_2")
+    _wait_page(app, before, "the name filter")
+    assert [r["name"] for r in _tree_rows(app)] == [target]
+    assert app.total == 1
+    app.clear_filters()
+    pump(app, lambda: app.total == 3 and len(app.tree.get_children()) == 3, 30, "cleared filters")
+
+    labels = [r["label"] for r in _tree_rows(app)]
+    want = labels[0]
+    before = app.page_loads
+    app.label_var.set(want)
+    _wait_page(app, before, "the label filter")
+    filtered = _tree_rows(app)
+    assert [r["label"] for r in filtered] == [want] * labels.count(want)
+
+    # -- selecting a row (keyboard) shows its overlay -----------------------------------------
+    app.clear_filters()
+    pump(app, lambda: len(app.tree.get_children()) == 3 and app.filters.label is None, 30, "3 rows")
+    app.root.focus_force()
+    app.focus_table()
+    first = app.tree.get_children()[0]
+    app.tree.selection_set(first)
+    app.tree.focus(first)
+    settle(app, 0.2)
+    app.tree.event_generate("<Down>")
+    second = app.tree.get_children()[1]
+    pump(app, lambda: app.tree.selection() == (second,), 10, "keyboard selection")
+    pump(
+        app,
+        lambda: (
+            app.detail.row is not None
+            and app.detail.row.key == second
+            and app.detail.rendered is not None
+        ),
+        30,
+        "the selected row's overlay",
+    )
+    with_heat = np.asarray(app.detail.rendered, dtype=np.int16)
+    n = app.detail.render_count
+    app.detail.show_heat.set(False)
+    app.detail.schedule_render(0)
+    pump(app, lambda: app.detail.render_count > n, 10, "render without heatmap")
+    plain = np.asarray(app.detail.rendered, dtype=np.int16)
+    assert with_heat.shape == plain.shape
+    assert np.abs(with_heat - plain).mean() > 5, "the overlay must change the picture"
+    app.detail.show_heat.set(True)
+    n = app.detail.render_count
+    app.detail.side_by_side.set(True)
+    app.detail.opacity.set(60)
+    app.detail.schedule_render(0)
+    pump(app, lambda: app.detail.render_count > n, 10, "side-by-side render")
+    side = app.detail.rendered
+    assert side.width > side.height * 1.5  # two pictures next to each other
+    settle(app, 0.3)
+    screenshot(app, "dashboard-side-by-side")
+
+    # -- CSV export matches the filtered rows -------------------------------------------------
+    before = app.page_loads
+    app.label_var.set(want)
+    _wait_page(app, before, "the label filter again")
+    shown = _tree_rows(app)
+    out = tmp_path / "export.csv"
+    app.export_csv(out)
+    pump(app, lambda: app.last_export is not None, 30, "the CSV export")
+    with out.open(newline="", encoding="utf-8") as fh:
+        records = list(csv.DictReader(fh))
+    assert [Path(r["path"]).name for r in records] == [r["name"] for r in shown]
+    assert all(r["label"] == want for r in records)
+    assert all(0.0 <= float(r["prob_ai"]) <= 1.0 for r in records)
+    assert app.last_export[1] == len(shown) == app.total
+
+
+def test_failed_upload_shows_reason(dashboard, tmp_path: Path) -> None:
+    app = dashboard
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"this is not a picture" * 10)
+    app.upload_paths([bad])
+    pump(app, lambda: app.last_upload is not None or app.last_error is not None, 120, "the upload")
+    pump(app, lambda: any(r["status"] == "failed" for r in _tree_rows(app)), 30, "a failed row")
+    key = next(k for k in app.tree.get_children() if app.tree.item(k, "values")[6] == "failed")
+    app.tree.selection_set(key)
+    pump(
+        app,
+        lambda: app.detail.row is not None and app.detail.row.key == key,
+        10,
+        "failed row selected",
+    )
+    assert app.detail.row.error
+    assert app.detail.reason.cget("text").startswith("Reason:")
+    assert app.detail.verdict.cget("text") == "FAILED"
+
+
+def test_new_results_appear_live(dashboard) -> None:
+    """A worker writing to the store (simulated by a direct insert) shows up without a click."""
+    from datetime import UTC, datetime
+
+    from aidetect.db import Image, Prediction, session_scope
+
+    app = dashboard
+    assert app.total == 0
+    with session_scope() as s:
+        img = Image(
+            key="sha256:" + "ab" * 32,
+            sha256="ab" * 32,
+            path="/elsewhere/from_worker.png",
+            status="done",
+            first_seen=datetime.now(UTC),
+            updated=datetime.now(UTC),
+        )
+        s.add(img)
+        s.flush()
+        s.add(
+            Prediction(
+                image_id=img.id, model_version="test-v", label="ai", prob_ai=0.9, uncertain=False
+            )
+        )
+    pump(app, lambda: app.total == 1, 10, "the live row")
+    assert _tree_rows(app)[0]["name"] == "from_worker.png"
+    assert _tree_rows(app)[0]["confidence"] == "90.0 %"
