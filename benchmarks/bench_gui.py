@@ -241,6 +241,8 @@ def main() -> int:
         time.sleep(0.002)
     running[0] = False
     writer.join(30)
+    app.clear_filters()
+    app.apply_filters()
     wait(app, lambda: not app._page_inflight)
     # let the live refresh catch the last batch
     end = time.monotonic() + 3

@@ -113,6 +113,12 @@ def test_sql_filters_sort_and_paging(aidetect_home: Path) -> None:
     pages = [queries.fetch_page(eng, everything, off, 60) for off in range(0, n, 60)]
     keys = [r.key for p in pages for r in p]
     assert len(keys) == n == len(set(keys))  # paging covers every row exactly once
+    from_end = [queries.fetch_page(eng, everything, off, 60, total=n) for off in range(0, n, 60)]
+    assert [r.key for p in from_end for r in p] == keys  # back half read in reverse: same rows
+    by_conf = queries.Filters(sort="confidence")
+    assert [r.key for r in queries.fetch_page(eng, by_conf, 430, 70, total=n)] == [
+        r.key for r in queries.fetch_page(eng, by_conf, 430, 70)
+    ]
     times = [r.time for p in pages for r in p]
     assert times == sorted(times, reverse=True)
     failed = queries.Filters(status="failed")

@@ -404,7 +404,7 @@ class Dashboard:
             mark = queries.marker(eng)
             total = queries.count(eng, filters)
             off = min(offset, max(0, (total - 1) // limit * limit))
-            rows = queries.fetch_page(eng, filters, off, limit)
+            rows = queries.fetch_page(eng, filters, off, limit, total=total)
             return queries.Page(rows, off, total, filters, mark, time.perf_counter() - t0)
 
         self.runner.submit("io", job, self._page_loaded, self._page_failed, key="page")

@@ -372,12 +372,25 @@ def _page_stmt(filters: Filters, offset: int, limit: int) -> Any | None:
 
 
 # -- public reads -----------------------------------------------------------------------
-def fetch_page(engine: Engine, filters: Filters, offset: int = 0, limit: int = 100) -> list[Row]:
-    stmt = _page_stmt(filters, max(0, offset), max(1, limit))
+def fetch_page(
+    engine: Engine, filters: Filters, offset: int = 0, limit: int = 100, total: int | None = None
+) -> list[Row]:
+    """Rows ``offset .. offset + limit`` of the filtered, sorted view. With ``total`` (the
+    view's count), a page in the back half is read from the other end in reverse order, so
+    the last page costs what the first one does."""
+    offset, limit = max(0, offset), max(1, limit)
+    reverse = total is not None and offset + limit / 2 > total / 2 and offset < total
+    if reverse:
+        assert total is not None
+        limit = min(limit, total - offset)
+        offset = max(0, total - offset - limit)
+        filters = filters.with_(descending=not filters.descending)
+    stmt = _page_stmt(filters, offset, limit)
     if stmt is None:
         return []
     with engine.connect() as conn:
-        return [_row(m) for m in conn.execute(stmt).mappings()]
+        rows = [_row(m) for m in conn.execute(stmt).mappings()]
+    return rows[::-1] if reverse else rows
 
 
 def count(engine: Engine, filters: Filters) -> int:
