@@ -243,7 +243,9 @@ class Detector:
     """Load a model directory once; score and explain batches of images.
 
     ``model_dir`` defaults to ``settings.model`` (the shipped model unless configured);
-    ``device`` to CUDA when available, else CPU; ``cam_method`` to ``settings.cam_method``.
+    ``device`` to CUDA when available, else CPU; ``cam_method`` to ``settings.cam_method``;
+    ``tile_min_side``/``max_tiles`` (tiling policy) and ``threads`` (torch CPU threads, set
+    process-wide when > 0) to the settings of the same names.
     Calls are serialised by a lock, so one Detector can be shared between threads.
     """
 
@@ -255,8 +257,14 @@ class Detector:
         *,
         tile_min_side: int | None = None,
         max_tiles: int | None = None,
+        threads: int | None = None,
     ) -> None:
         settings = get_settings()
+        threads = settings.torch_threads if threads is None else threads
+        if threads > 0:
+            # Process-wide. One thread per process is much faster when the CPU is shared
+            # (OpenMP workers spin-wait for busy cores); Celery runs one process per core.
+            torch.set_num_threads(threads)
         self.settings = settings
         self.model_dir = Path(model_dir) if model_dir is not None else settings.model
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -116,7 +116,10 @@ def predict(
                 row.append(Path(v.overlay_path).name if v.overlay_path else "")
             row.append(v.error or "")
             table.add_row(*row)
-        Console(width=max(100, Console().width)).print(table)
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=240)  # pipes and logs: do not fold paths
+        console.print(table)
     failed = sum(1 for v in verdicts if v.error)
     if failed:
         click.echo(f"aidetect: {failed} of {len(verdicts)} image(s) failed", err=True)
