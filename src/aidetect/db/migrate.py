@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
@@ -25,6 +26,7 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def _upgrade(engine: Engine) -> None:
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     cfg = alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn

@@ -171,7 +171,7 @@ def query_results(
     col = {"label": pred.label, "prob_ai": pred.prob_ai}.get(order_by, ORDER_COLUMNS.get(order_by))
     if col is None:
         raise ValueError(f"cannot order by {order_by!r}")
-    stmt = stmt.order_by(col.desc() if descending else col.asc(), Image.id.desc() if descending else Image.id)
+    stmt = stmt.order_by((col.desc() if descending else col.asc()).nulls_last(), Image.id.desc() if descending else Image.id)
     if offset:
         stmt = stmt.offset(offset)
     if limit is not None:
