@@ -37,13 +37,13 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 COLUMNS: tuple[tuple[str, str, int, str], ...] = (
     # id, heading, width, anchor
-    ("name", "File", 140, "w"),
-    ("label", "Label", 55, "center"),
-    ("confidence", "Confidence", 86, "e"),
-    ("uncertain", "Uncertain", 78, "center"),
-    ("model_version", "Model", 95, "w"),
-    ("time", "Time", 132, "w"),
-    ("status", "Status", 70, "center"),
+    ("name", "File", 120, "w"),
+    ("label", "Label", 52, "center"),
+    ("confidence", "Confidence", 92, "e"),
+    ("uncertain", "Uncertain", 80, "center"),
+    ("model_version", "Model", 90, "w"),
+    ("time", "Time", 135, "w"),
+    ("status", "Status", 62, "center"),
 )
 ANY = "any"
 
@@ -200,13 +200,21 @@ class Dashboard:
         self.detail = DetailPanel(panes, self.runner, self.report_error)
         panes.add(self.detail, weight=2)
         self.panes = panes
-        # table gets ~60 % of the width at first map; the person can drag the sash
-        root.after_idle(lambda: panes.sashpos(0, int(max(root.winfo_width(), 1024) * 0.6)))
+        self._sash_set = False
+        panes.bind("<Configure>", self._place_sash, add="+")
 
         self._build_filters(left)
         self._build_table(left)
         self._build_pager(left)
         self._build_status(root)
+
+    def _place_sash(self, event: tk.Event) -> None:
+        """The table gets 61 % of the width when the window first shows; the person can
+        drag the sash afterwards."""
+        if self._sash_set or event.width < 200:
+            return
+        self._sash_set = True
+        self.panes.sashpos(0, int(event.width * 0.61))
 
     def _build_filters(self, parent: tk.Misc) -> None:
         f = tb.Labelframe(parent, text="Filter", padding=(8, 4))
@@ -247,12 +255,12 @@ class Dashboard:
         conf = tb.Frame(f)
         conf.grid(row=1, column=1, sticky="w", padx=(4, 10), pady=(4, 0))
         self.conf_min = tb.Spinbox(
-            conf, from_=0, to=100, increment=5, textvariable=self.conf_min_var, width=4
+            conf, from_=0, to=100, increment=5, textvariable=self.conf_min_var, width=5
         )
         self.conf_min.pack(side="left")
         tb.Label(conf, text="–").pack(side="left", padx=2)
         self.conf_max = tb.Spinbox(
-            conf, from_=0, to=100, increment=5, textvariable=self.conf_max_var, width=4
+            conf, from_=0, to=100, increment=5, textvariable=self.conf_max_var, width=5
         )
         self.conf_max.pack(side="left")
         tb.Label(f, text="From").grid(row=1, column=2, sticky="w", pady=(4, 0))
@@ -290,7 +298,7 @@ class Dashboard:
             frame, columns=[c[0] for c in COLUMNS], show=("tree", "headings"), selectmode="browse"
         )
         self.tree.column(
-            "#0", width=imaging.THUMB_SIDE + 20, minwidth=imaging.THUMB_SIDE + 20, stretch=False
+            "#0", width=imaging.THUMB_SIDE + 14, minwidth=imaging.THUMB_SIDE + 14, stretch=False
         )
         self.tree.heading("#0", text="")
         for cid, heading, width, anchor in COLUMNS:

@@ -169,12 +169,13 @@ class DetailPanel(tb.Frame):
             from_=0,
             to=100,
             variable=self.opacity,
-            length=100,
-            command=lambda _v: self._opacity_moved(),
+            length=80,
+            command=lambda _v: self.schedule_render(15),
         )
         self.opacity_scale.pack(side="left")
         self.opacity_value = tb.Label(ctl, text="45 %", width=5)
         self.opacity_value.pack(side="left", padx=(4, 10))
+        self.opacity.trace_add("write", lambda *_a: self._opacity_changed())
 
         legend = tb.Frame(self)
         legend.grid(row=3, column=0, sticky="w", pady=(6, 0))
@@ -272,9 +273,8 @@ class DetailPanel(tb.Frame):
         for w in (self.heat_toggle, self.opacity_scale, self.side_toggle):
             w.configure(state=state)
 
-    def _opacity_moved(self) -> None:
+    def _opacity_changed(self) -> None:
         self.opacity_value.configure(text=f"{self.opacity.get():.0f} %")
-        self.schedule_render(15)
 
     def schedule_render(self, delay_ms: int = 40) -> None:
         if self._render_after is not None:
