@@ -153,6 +153,7 @@ class Dashboard:
         self.db_url = self.settings.database_url
         self._build()
         self._bind_keys()
+        self.dnd_enabled = self._enable_drop()
         self.root.protocol("WM_DELETE_WINDOW", self.close)
         if init_store:
             self.runner.submit("io", self._init_store, lambda _r: self.refresh(), key="init")
@@ -371,6 +372,29 @@ class Dashboard:
         t.bind("<Control-End>", lambda _e: (self.last_page(), "break")[1])
         t.bind("<Return>", lambda _e: self.detail.heat_toggle.focus_set())
         self.search_entry.bind("<Down>", lambda _e: (self.focus_table(), "break")[1])
+
+    def _enable_drop(self) -> bool:
+        """Drag and drop of files/folders onto the window (tkinterdnd2's tkdnd extension);
+        the dashboard works without it."""
+        try:
+            from tkinterdnd2 import DND_FILES, TkinterDnD
+
+            TkinterDnD._require(self.root)
+            for widget in (self.tree, self.detail.image_area, self.detail.image_label):
+                TkinterDnD.DnDWrapper.drop_target_register(widget, DND_FILES)
+                TkinterDnD.DnDWrapper.dnd_bind(widget, "<<Drop>>", self.on_drop)
+        except Exception as exc:  # noqa: BLE001 - missing package or extension: no drop
+            log.info("drag and drop unavailable: %s", exc)
+            return False
+        tb.ToolTip(self.upload_files_btn, text="Or drop files and folders onto the table")
+        return True
+
+    def on_drop(self, event: Any) -> str:
+        """A drop of files/folders: the data is a Tcl list of paths."""
+        paths = [p for p in self.root.tk.splitlist(event.data) if p]
+        if paths:
+            self.upload_paths(paths)
+        return "copy"
 
     # -- errors and activity ------------------------------------------------------------
     def report_error(self, exc: BaseException) -> None:
