@@ -112,6 +112,15 @@ def _check(path: Path, root: Path | None) -> tuple[str | None, str | None, int |
     return sha, None, size
 
 
+_TRANSIENT = ("not found", "no such file", "changed since", "time limit", "permission denied", "model")
+
+
+def _transient(error: str | None) -> bool:
+    """Failures that may not happen again (the file moved, a timeout, a missing model)."""
+    text = (error or "").lower()
+    return any(t in text for t in _TRANSIENT)
+
+
 # -- registration -----------------------------------------------------------------------------
 def _insert(session: Session):  # noqa: ANN202
     return (sqlite if session.get_bind().dialect.name == "sqlite" else postgresql).insert
@@ -182,6 +191,8 @@ def register_files(
                     refail[row.id] = err
             elif not rescan and row.id in scored and row.status == "done":
                 reg.already_done.append(row.id)
+            elif not rescan and row.status == "failed" and row.path == path and not _transient(row.error):
+                reg.failed.append(row.id)  # same bytes at the same path: same failure
             else:
                 reg.append(row.id)
                 if row.status != "queued" or row.path != path or row.error:

@@ -165,7 +165,7 @@ def scan(
     distinct = reg.distinct
     console.print(
         f"{len(files)} files, {len(distinct)} distinct: {len(reg)} to score with model {version}, "
-        f"{len(reg.already_done)} already scored, {len(reg.failed)} unreadable"
+        f"{len(reg.already_done)} already scored, {len(reg.failed)} failed (unreadable or not an image)"
     )
     mode = "in-process"
     if reg:
