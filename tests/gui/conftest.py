@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +14,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "artifacts" / "screenshots"
+sys.path.insert(0, str(REPO / "tests" / "support"))
+
+from redis_server import redis_server  # noqa: E402,F401  (fixture)
 
 
 def pump(app, until: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:

@@ -37,10 +37,10 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 COLUMNS: tuple[tuple[str, str, int, str], ...] = (
     # id, heading, width, anchor
-    ("name", "File", 120, "w"),
+    ("name", "File", 114, "w"),
     ("label", "Label", 52, "center"),
     ("confidence", "Confidence", 92, "e"),
-    ("uncertain", "Uncertain", 80, "center"),
+    ("uncertain", "Uncertain", 86, "center"),
     ("model_version", "Model", 90, "w"),
     ("time", "Time", 135, "w"),
     ("status", "Status", 62, "center"),
@@ -256,12 +256,12 @@ class Dashboard:
         conf = tb.Frame(f)
         conf.grid(row=1, column=1, sticky="w", padx=(4, 10), pady=(4, 0))
         self.conf_min = tb.Spinbox(
-            conf, from_=0, to=100, increment=5, textvariable=self.conf_min_var, width=5
+            conf, from_=0, to=100, increment=5, textvariable=self.conf_min_var, width=6
         )
         self.conf_min.pack(side="left")
         tb.Label(conf, text="–").pack(side="left", padx=2)
         self.conf_max = tb.Spinbox(
-            conf, from_=0, to=100, increment=5, textvariable=self.conf_max_var, width=5
+            conf, from_=0, to=100, increment=5, textvariable=self.conf_max_var, width=6
         )
         self.conf_max.pack(side="left")
         tb.Label(f, text="From").grid(row=1, column=2, sticky="w", pady=(4, 0))
@@ -495,6 +495,19 @@ class Dashboard:
             else:  # not on this page (filters/sort): show it anyway
                 self._show_image(img)
                 return
+        shown = self.detail.row
+        if (
+            want
+            and want not in ("first", "last")
+            and not self.tree.exists(want)
+            and shown is not None
+        ):
+            # the shown image changed rows (queued -> scored): follow it
+            want = next((k for k in children if self.rows[k].image_id == shown.image_id), None)
+        elif not want and shown is not None and shown.prediction_id is None:
+            hit = next((k for k in children if self.rows[k].image_id == shown.image_id), None)
+            if hit is not None and self.rows[hit].key != shown.key:
+                want = hit
         if want == "first" and children:
             want = children[0]
         elif want == "last" and children:
