@@ -221,3 +221,69 @@ def test_drop_uploads_files(dashboard, mini_dir: Path, tmp_path: Path) -> None:
         30,
         "2 rows",
     )
+
+
+def test_browse_sort_and_page(dashboard, mini_dir: Path, tmp_path: Path) -> None:
+    """A folder upload of 30 images; sorting by a heading orders the table in SQL; paging
+    and keyboard navigation across the page boundary."""
+    app = dashboard
+    app.page_size = 12
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for kind in ("ai", "real"):
+        for i in range(15):
+            shutil.copy(
+                mini_dir / kind / f"{kind}_{20 + i:03d}.jpg", folder / f"{kind}_{20 + i:03d}.jpg"
+            )
+    app.upload_paths([folder])
+    pump(app, lambda: app.last_upload is not None or app.last_error is not None, 180, "the upload")
+    assert app.last_error is None, app.last_error
+    pump(app, lambda: app.total == 30 and not app._page_inflight, 30, "30 rows")
+
+    before = app.page_loads
+    assert app.tree.heading("confidence", "command")  # the heading is wired to sort
+    app.sort_by("confidence")
+    _wait_page(app, before, "the sort")
+    confs = [float(r["confidence"].rstrip(" %")) for r in _tree_rows(app)]
+    assert len(confs) == 12 and confs == sorted(confs, reverse=True)
+    assert app.tree.heading("confidence", "text").endswith("▼")
+
+    # keyboard: Down on the last row of a page moves to the next page
+    app.root.focus_force()
+    app.focus_table()
+    last = app.tree.get_children()[-1]
+    app.tree.selection_set(last)
+    app.tree.focus(last)
+    settle(app, 0.2)
+    before = app.page_loads
+    app.tree.event_generate("<Down>")
+    _wait_page(app, before, "the next page")
+    assert app.offset == 12
+    pump(
+        app,
+        lambda: app.tree.selection() == (app.tree.get_children()[0],),
+        10,
+        "first row of page 2",
+    )
+    confs2 = [float(r["confidence"].rstrip(" %")) for r in _tree_rows(app)]
+    assert max(confs2) <= min(confs)
+    assert app.page_label.cget("text") == "13–24 of 30"
+
+    app.page_size = 100
+    app.first_page()
+    pump(
+        app,
+        lambda: len(app.tree.get_children()) == 30 and not app._page_inflight,
+        30,
+        "one page of 30",
+    )
+    key = app.tree.get_children()[3]
+    app.tree.selection_set(key)
+    pump(
+        app,
+        lambda: app.detail.rendered is not None and app.detail.row.key == key,
+        30,
+        "the overlay",
+    )
+    settle(app, 0.5)
+    screenshot(app, "dashboard-browse")

@@ -37,11 +37,11 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 COLUMNS: tuple[tuple[str, str, int, str], ...] = (
     # id, heading, width, anchor
-    ("name", "File", 114, "w"),
+    ("name", "File", 104, "w"),
     ("label", "Label", 52, "center"),
-    ("confidence", "Confidence", 92, "e"),
+    ("confidence", "Confidence", 110, "e"),
     ("uncertain", "Uncertain", 86, "center"),
-    ("model_version", "Model", 90, "w"),
+    ("model_version", "Model", 86, "w"),
     ("time", "Time", 135, "w"),
     ("status", "Status", 62, "center"),
 )
@@ -252,23 +252,24 @@ class Dashboard:
         )
         self.uncertain_box.grid(row=0, column=7, padx=(4, 0))
 
-        tb.Label(f, text="Confidence %").grid(row=1, column=0, sticky="w", pady=(4, 0))
+        tb.Label(f, text="Confidence").grid(row=1, column=0, sticky="w", pady=(4, 0))
         conf = tb.Frame(f)
         conf.grid(row=1, column=1, sticky="w", padx=(4, 10), pady=(4, 0))
         self.conf_min = tb.Spinbox(
-            conf, from_=0, to=100, increment=5, textvariable=self.conf_min_var, width=6
+            conf, from_=0, to=100, increment=5, textvariable=self.conf_min_var, width=4
         )
         self.conf_min.pack(side="left")
         tb.Label(conf, text="–").pack(side="left", padx=2)
         self.conf_max = tb.Spinbox(
-            conf, from_=0, to=100, increment=5, textvariable=self.conf_max_var, width=6
+            conf, from_=0, to=100, increment=5, textvariable=self.conf_max_var, width=4
         )
         self.conf_max.pack(side="left")
+        tb.Label(conf, text="%").pack(side="left", padx=(3, 0))
         tb.Label(f, text="From").grid(row=1, column=2, sticky="w", pady=(4, 0))
-        self.since_entry = tb.Entry(f, textvariable=self.since_var, width=11)
+        self.since_entry = tb.Entry(f, textvariable=self.since_var, width=10)
         self.since_entry.grid(row=1, column=3, padx=(4, 10), pady=(4, 0))
         tb.Label(f, text="To").grid(row=1, column=4, sticky="w", pady=(4, 0))
-        self.until_entry = tb.Entry(f, textvariable=self.until_var, width=11)
+        self.until_entry = tb.Entry(f, textvariable=self.until_var, width=10)
         self.until_entry.grid(row=1, column=5, padx=(4, 10), pady=(4, 0), sticky="w")
         self.clear_btn = tb.Button(
             f, text="Clear", bootstyle="secondary-link", command=self.clear_filters
