@@ -30,6 +30,11 @@ def make_image_bytes(seed: int, fmt: str = "PNG", side: int = 32) -> bytes:
     return buf.getvalue()
 
 
+@pytest.fixture(scope="session", name="make_image_bytes")
+def make_image_bytes_fixture():
+    return make_image_bytes
+
+
 class UpProcess:
     """`aidetect up` as a child process with its output collected."""
 
@@ -114,21 +119,36 @@ class Store:
         self.db = db
 
     def rows(self) -> list[dict]:
+        """One dict per image row, with its predictions (oldest first) under
+        ``predictions`` and the latest one's ``model_version`` / ``label``."""
         if not self.db.exists():
             return []
         con = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
         con.row_factory = sqlite3.Row
         try:
-            cur = con.execute(
-                "SELECT i.id, i.key, i.sha256, i.path, i.status, i.error, i.first_seen, "
-                "p.model_version, p.label, p.prob_ai, p.created "
-                "FROM images i LEFT JOIN predictions p ON p.image_id = i.id ORDER BY i.id"
-            )
-            return [dict(r) for r in cur.fetchall()]
+            images = [
+                dict(r)
+                for r in con.execute(
+                    "SELECT id, key, sha256, path, status, error, first_seen FROM images ORDER BY id"
+                )
+            ]
+            preds = con.execute(
+                "SELECT image_id, model_version, label, prob_ai, created FROM predictions "
+                "ORDER BY created, id"
+            ).fetchall()
         except sqlite3.OperationalError:
             return []
         finally:
             con.close()
+        by_image: dict[int, list[dict]] = {}
+        for p in preds:
+            by_image.setdefault(p["image_id"], []).append(dict(p))
+        for r in images:
+            r["predictions"] = by_image.get(r["id"], [])
+            last = r["predictions"][-1] if r["predictions"] else {}
+            r["model_version"] = last.get("model_version")
+            r["label"] = last.get("label")
+        return images
 
     def wait_final(self, keys: set[str], timeout: float) -> list[dict]:
         """Wait until every sha256 in ``keys`` has a done/failed row; return all rows."""

@@ -26,26 +26,12 @@ from pathlib import Path
 import click
 
 from aidetect.config import get_settings
-from aidetect.errors import AidetectError
 
 log = logging.getLogger("aidetect.up")
 
 
 def _default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
-
-
-def _check_broker(url: str) -> None:
-    if not url.startswith(("redis://", "rediss://")):
-        return
-    import redis
-
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3).ping()
-    except redis.RedisError as exc:
-        raise AidetectError(
-            f"broker {url} is not reachable ({exc}); start Redis or unset AIDETECT_BROKER_URL"
-        ) from exc
 
 
 def _pdeathsig() -> None:  # pragma: no cover - runs in the child before exec
@@ -128,10 +114,8 @@ def _requeue_stranded() -> int:
     finder = getattr(ingest, "stranded_ids", None)
     if finder is None:
         return 0
-    try:
-        if ingest.queue_depth() > 0:
-            return 0
-    except Exception:  # an unknown depth: leave them, the start-up scan still re-registers files
+    depth = ingest.queue_depth()
+    if depth is None or depth > 0:  # live messages (or unknown): the start-up scan covers the inbox
         return 0
     ids = list(finder())
     if ids:
@@ -193,14 +177,15 @@ def up(
         os.environ["AIDETECT_INBOX"] = str(inbox.expanduser().resolve())
     settings = get_settings()
     settings.ensure_dirs()
-    _check_broker(settings.broker_url)
 
     from aidetect.db.migrate import init_db
     from aidetect.db.registry import active_model
+    from aidetect.ingest import check_broker
     from aidetect.watcher.pipeline import RegisterAndEnqueue, ScoredFileMover
     from aidetect.watcher.service import InboxWatcher
 
     init_db()
+    check_broker(settings)
     model = active_model()
     n_workers = 0 if no_workers else (workers or _default_workers())
     use_polling = settings.watch_polling if polling is None else polling
