@@ -17,6 +17,7 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
@@ -100,15 +101,15 @@ class Scorer:
             log.info("loaded model %s from %s in %.2fs", row.version, row.path, time.perf_counter() - t0)
         return row.version
 
-    def _classify(self, paths: list[str]) -> list[Any]:
+    def _classify(self, paths: list[str], heatmap_dir: Path) -> list[Any]:
         try:
-            return list(self.detector.classify(paths, explain=True))
+            return list(self.detector.classify(paths, explain=True, heatmap_dir=heatmap_dir))
         except Exception as exc:  # one item broke the whole batch: score one by one
             log.warning("batch classify failed (%s); retrying one by one", _one_line(exc))
         out = []
         for p in paths:
             try:
-                out.extend(self.detector.classify([p], explain=True))
+                out.extend(self.detector.classify([p], explain=True, heatmap_dir=heatmap_dir))
             except Exception as exc:  # noqa: BLE001 - recorded as this image's failure
                 out.append(_ErrorVerdict(_one_line(exc)))
         return out
@@ -148,11 +149,11 @@ class Scorer:
             report.seconds = time.perf_counter() - t0
             return report
 
-        t_inf = time.perf_counter()
-        verdicts = self._classify([t[1] for t in todo])
-        inf_s = time.perf_counter() - t_inf
         heatmap_dir = get_settings().heatmap_dir
         heatmap_dir.mkdir(parents=True, exist_ok=True)
+        t_inf = time.perf_counter()
+        verdicts = self._classify([t[1] for t in todo], heatmap_dir)  # CAM files written here
+        inf_s = time.perf_counter() - t_inf
         writes: list[tuple[int, dict[str, Any], dict[str, Any] | None]] = []
         for (image_id, _path, sha), v in zip(todo, verdicts, strict=True):
             img_vals: dict[str, Any] = {"updated": utcnow()}
@@ -174,16 +175,16 @@ class Scorer:
                 report.failed += 1
                 report.errors[image_id] = reason
                 continue
-            cam_path = overlay_path = None
-            t_h = time.perf_counter()
-            try:
-                cam_p, ov_p = self.detector.save_heatmaps(v, heatmap_dir)
-                cam_path, overlay_path = str(cam_p), str(ov_p)
-            except Exception as exc:  # noqa: BLE001 - the verdict stands without a heatmap
-                log.warning("heatmap for image %s not saved: %s", image_id, _one_line(exc))
-            timings = dict(getattr(v, "timings", None) or {})
-            timings["batch_inference_s"] = round(inf_s, 4)
-            timings["heatmap_write_s"] = round(time.perf_counter() - t_h, 4)
+            cam_path, overlay_path = getattr(v, "cam_path", None), getattr(v, "overlay_path", None)
+            if not (cam_path and overlay_path):
+                try:
+                    cam_p, ov_p = self.detector.save_heatmaps(v, heatmap_dir)
+                    cam_path, overlay_path = str(cam_p), str(ov_p)
+                except Exception as exc:  # noqa: BLE001 - the verdict stands without a heatmap
+                    log.warning("heatmap for image %s not saved: %s", image_id, _one_line(exc))
+            timings = {k: round(float(x), 6) for k, x in (getattr(v, "timings", None) or {}).items()}
+            timings["batch_s"] = round(inf_s, 4)
+            timings["batch_size"] = len(todo)
             pred = {
                 "image_id": image_id,
                 "model_version": v.model_version or version,
