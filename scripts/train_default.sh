@@ -11,10 +11,13 @@ case "$which" in
   default)
     out=${2:-src/aidetect/models/default}
     exec .venv/bin/aidetect train --data "cifake=$data" --out "$out" --arch npr_resnet \
+      --arch-kw 'widths=[32,64,128,256]' --arch-kw 'blocks=[1,1,1,1]' --arch-kw 'strides=[2,2,1,2]' \
+      --jpeg-p 0.2 --blur-p 0.05 --grayscale-p 0.02 \
       --epochs 14 --batch-size 128 --lr 3e-3 --patience 4 --seed 0 --threads 2 ;;
   seed)
     out=${2:-build/models/seed}
     exec .venv/bin/aidetect train --data "cifake=$data" --out "$out" --arch seed \
+      --jpeg-p 0.2 --blur-p 0.05 --grayscale-p 0.02 \
       --epochs 14 --batch-size 128 --lr 1e-3 --patience 4 --seed 0 --threads 2 ;;
   *) echo "usage: $0 [default|seed] [OUT]" >&2; exit 2 ;;
 esac

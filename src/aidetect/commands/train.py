@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,15 @@ DATA_HELP = (
     "(hub layout), an image folder with one sub-folder per class, or a save_to_disk folder. "
     "NAME=SPEC names it (its group in reports)."
 )
+
+
+def _passive_omp() -> None:
+    """OpenMP threads that sleep instead of spinning while they wait. Must be set before
+    torch is imported; on a shared 2-core machine it made a training step 3-6x faster
+    (measured 0.53 s vs 3.26 s per batch of 128 under load)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 LABEL_MAP_HELP = "Map a class name of the data to real or ai, e.g. --label-map Photos=real (repeatable)."
 
 
@@ -45,6 +55,7 @@ LABEL_MAP_HELP = "Map a class name of the data to real or ai, e.g. --label-map P
 def train(data, label_map, out, arch, arch_kw, input_size, epochs, batch_size, lr, weight_decay, patience, seed,
           val_fraction, max_train, jpeg_p, blur_p, grayscale_p, device, threads, resume, publish, quiet) -> None:
     """Train a model directory on one or more data sources; calibrate it on validation."""
+    _passive_omp()
     from aidetect.errors import AidetectError
     from aidetect.trainer.loop import TrainConfig
     from aidetect.trainer.loop import train as run_training
@@ -89,6 +100,7 @@ def train(data, label_map, out, arch, arch_kw, input_size, epochs, batch_size, l
 def evaluate(data, label_map, split, model_dir, out, robustness, limit, explain_n, batch_size, threads, as_json,
              quiet) -> None:
     """Evaluate a model: metrics, per-group, robustness table, plots and a markdown report."""
+    _passive_omp()
     from aidetect.trainer.evaluate import EvalConfig, run_evaluation
 
     cfg = EvalConfig(

@@ -31,7 +31,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 
         return loss
 
     opt.step(closure)
-    t = float(log_t.exp())
+    t = float(log_t.detach().exp())
     return t if math.isfinite(t) and 0.01 < t < 100 else 1.0
 
 

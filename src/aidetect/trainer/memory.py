@@ -12,6 +12,7 @@ but batched.
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -144,8 +145,12 @@ class BatchAugment:
             sel = [i for i in range(n) if r.random() < self.jpeg_p]
             if sel:
                 lo, hi = self.jpeg_quality
-                enc = [encode_jpeg(x[i].contiguous(), quality=r.randint(lo, hi)) for i in sel]
-                x[sel] = torch.stack(decode_jpeg(enc))
+                with warnings.catch_warnings():
+                    # torchvision 0.29 deprecates its JPEG codec in favour of torchcodec (not a
+                    # dependency here); it still works, and a warning per batch floods the logs.
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    enc = [encode_jpeg(x[i].contiguous(), quality=r.randint(lo, hi)) for i in sel]
+                    x[sel] = torch.stack(decode_jpeg(enc))
         if self.grayscale_p > 0:
             sel = [i for i in range(n) if r.random() < self.grayscale_p]
             if sel:

@@ -1,0 +1,97 @@
+"""Calibration (temperature, threshold, band), metrics, and the batched augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from aidetect.trainer import calibration
+from aidetect.trainer.memory import BatchAugment, MemoryImages
+from aidetect.trainer.metrics import classification_metrics, ece
+
+
+def _synthetic(n: int = 4000, true_t: float = 2.5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels drawn from softmax(z); the model reports z * true_t (over-confident)."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, 1, generator=g) * 2
+    logits = torch.cat([torch.zeros(n, 1), z], dim=1)
+    y = torch.bernoulli(torch.softmax(logits, 1)[:, 1], generator=g).long()
+    return logits * true_t, y
+
+
+def test_temperature_recovers_overconfidence_and_lowers_ece() -> None:
+    logits, y = _synthetic()
+    t = calibration.fit_temperature(logits, y)
+    assert 2.1 < t < 2.9
+    before = ece(calibration.prob_ai(logits), y.numpy())[0]
+    after = ece(calibration.prob_ai(logits, t), y.numpy())[0]
+    assert after < before / 2 and after < 0.03
+
+
+def test_threshold_and_band() -> None:
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 500)
+    p = np.clip(np.where(y == 1, 0.7, 0.3) + rng.normal(0, 0.15, 1000), 0, 1)
+    thr = calibration.fit_threshold(p, y)
+    assert 0.4 <= thr <= 0.6
+    band, stats = calibration.fit_band(p, y, thr, target_accuracy=0.95, max_uncertain=0.5)
+    lo, hi = band
+    assert lo < thr < hi
+    inside = (p >= lo) & (p <= hi)
+    assert abs(stats["uncertain_fraction"] - inside.mean()) < 1e-9
+    assert ((p >= thr) == (y == 1))[~inside].mean() >= 0.95
+    # a shifted score distribution moves the threshold
+    assert calibration.fit_threshold(np.clip(p + 0.2, 0, 1), y) > thr
+
+
+def test_metrics_by_hand() -> None:
+    y = np.array([0, 0, 0, 1, 1, 1])
+    p = np.array([0.1, 0.2, 0.7, 0.8, 0.9, 0.4])
+    m = classification_metrics(p, y)
+    assert m["confusion_matrix"]["rows_true_cols_pred"] == [[2, 1], [1, 2]]
+    assert abs(m["accuracy"] - 4 / 6) < 1e-12
+    assert abs(m["per_class"]["ai"]["precision"] - 2 / 3) < 1e-12
+    assert abs(m["roc_auc"] - 8 / 9) < 1e-12  # 8 of 9 (real, ai) pairs ranked right
+    perfect = classification_metrics(np.array([0.0, 0.0, 1.0, 1.0]), np.array([0, 0, 1, 1]))
+    assert perfect["ece"] == 0 and perfect["accuracy"] == 1 and perfect["roc_auc"] == 1
+
+
+def _mem(n: int = 64, size: int = 32) -> MemoryImages:
+    g = torch.Generator().manual_seed(0)
+    imgs = torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
+    pad = size // 8
+    padded = torch.nn.functional.pad(imgs.float(), (pad,) * 4, mode="reflect").to(torch.uint8)
+    return MemoryImages(size, pad, torch.zeros(n, dtype=torch.long), padded, None, ["g"] * n, [])
+
+
+def test_batch_augment_shapes_seeded_and_eval_crop_is_identity() -> None:
+    mem = _mem()
+    idx = torch.arange(32)
+    a = BatchAugment(32, jpeg_p=0.5, blur_p=0.5, grayscale_p=0.5, seed=1)
+    x1 = a(mem, idx)
+    assert x1.shape == (32, 3, 32, 32) and x1.dtype == torch.float32
+    x2 = BatchAugment(32, jpeg_p=0.5, blur_p=0.5, grayscale_p=0.5, seed=1)(mem, idx)
+    torch.testing.assert_close(x1, x2)  # seeded: the same batch again
+    x3 = BatchAugment(32, jpeg_p=0.5, blur_p=0.5, grayscale_p=0.5, seed=2)(mem, idx)
+    assert not torch.equal(x1, x3)
+    # the un-augmented view is exactly the stored image, normalised like EvalPreset
+    from torchvision.transforms import v2
+
+    from aidetect.model import EvalPreset
+
+    raw = mem.eval_batch(idx)
+    pil = v2.functional.to_pil_image(raw[0])
+    torch.testing.assert_close(a.normalise(raw)[0], EvalPreset(32)(pil))
+
+
+def test_variable_size_images_are_cropped_not_resized() -> None:
+    big = torch.randint(0, 256, (3, 80, 100), dtype=torch.uint8)
+    mem = MemoryImages(32, 4, torch.zeros(1, dtype=torch.long), None, [big], ["g"], [])
+    a = BatchAugment(32, jpeg_p=0, blur_p=0, seed=0)
+    crop = a.crops(mem, torch.tensor([0]))[0]
+    # the crop (maybe flipped later) is a window of the original pixels
+    found = any(
+        torch.equal(crop, big[:, y : y + 32, x : x + 32]) for y in range(80 - 31) for x in range(100 - 31)
+    )
+    assert found
+    assert mem.eval_batch(torch.tensor([0]))[0].shape == (3, 32, 32)

@@ -1,0 +1,141 @@
+"""A tiny train -> evaluate -> predict run through the CLI on the 256 shipped images,
+plus resuming an interrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aidetect.cli import main
+from aidetect.model import ModelCard, load_model_dir
+
+TINY = ["--arch", "npr_resnet_tiny", "--batch-size", "32", "--threads", "2", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, parquet_dir: Path) -> Path:
+    out = tmp_path_factory.mktemp("train") / "model"
+    rc = main(["train", "--data", str(parquet_dir), "--out", str(out), "--epochs", "3", "--lr", "3e-3", *TINY])
+    assert rc == 0
+    return out
+
+
+def test_train_writes_a_complete_model_dir(trained: Path) -> None:
+    assert (trained / "model.safetensors").is_file() and (trained / "card.json").is_file()
+    assert not list(trained.glob("*.pt*"))
+    model, card = load_model_dir(trained)
+    assert card.architecture == "npr_resnet_tiny" and card.input_size == 32
+    assert card.source_classes == {"FAKE": "ai", "REAL": "real"}
+    assert card.temperature > 0 and 0 < card.threshold < 1
+    lo, hi = card.uncertain_band
+    assert 0 <= lo <= card.threshold <= hi <= 1
+    assert len(card.data["split_hash"]) == 16
+    assert card.data["train"]["n"] + card.data["validation"]["n"] == 192  # the test split is held out
+    assert "seeded stratified" in card.data["sources"][0]["split"]
+    assert card.metrics["test"]["n"] == 64
+    assert set(card.metrics["validation"]) >= {"accuracy", "roc_auc", "ece"}
+    hist = card.training["history"]
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    assert card.training["seed"] if "seed" in card.training else card.training["config"]["seed"] == 0
+    assert card.version.startswith("npr_resnet_tiny-") and card.created
+
+
+def test_same_seed_same_split(trained: Path, parquet_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "again"
+    assert main(["train", "--data", str(parquet_dir), "--out", str(out), "--epochs", "1", *TINY]) == 0
+    assert ModelCard.load(out).data["split_hash"] == ModelCard.load(trained).data["split_hash"]
+
+
+def test_evaluate_json_report_and_plots(trained: Path, mini_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "report"
+    rc = main(["evaluate", "--model", str(trained), "--data", str(mini_dir), "--out", str(out), "--json",
+               "--threads", "2"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    for key in ("accuracy", "balanced_accuracy", "roc_auc", "average_precision", "ece", "n"):
+        assert isinstance(summary[key], float | int), key
+    assert summary["n"] == 256
+    assert set(summary["robustness"]) == {"clean", "jpeg_q90", "jpeg_q75", "jpeg_q50", "downscale_0.5x",
+                                          "blur_r1", "grayscale"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    cm = np.array(metrics["overall"]["confusion_matrix"]["rows_true_cols_pred"])
+    assert cm.sum() == 256 and cm[0].sum() == 128  # 128 real images, real row first
+    assert abs(metrics["overall"]["accuracy"] - np.trace(cm) / 256) < 1e-12
+    assert metrics["robustness"]["clean"]["accuracy"] == metrics["overall"]["accuracy"]
+    for png in ("training_curves.png", "roc.png", "reliability.png", "confusion.png"):
+        assert (out / png).stat().st_size > 1000
+    report = (out / "report.md").read_text()
+    assert "## Robustness" in report and "jpeg_q50" in report and "roc.png" in report
+
+
+def test_evaluate_per_group_on_combined_sources(trained: Path, parquet_dir: Path, hemg_folder: Path,
+                                                tmp_path: Path, capsys) -> None:
+    rc = main(["evaluate", "--model", str(trained), "--data", f"pq={parquet_dir}", "--data", f"art={hemg_folder}",
+               "--out", str(tmp_path / "r"), "--no-robustness", "--json"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n"] == 64 + 256  # parquet: its test split; folder: all of it
+    assert summary["per_group"]["pq"]["n"] == 64 and summary["per_group"]["art"]["n"] == 256
+
+
+def test_predict_uses_the_trained_model(trained: Path, mini_dir: Path, capsys) -> None:
+    images = sorted((mini_dir / "ai").iterdir())[:3] + sorted((mini_dir / "real").iterdir())[:3]
+    rc = main(["predict", "--model", str(trained), "--json", *map(str, images)])
+    assert rc == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 6
+    card = ModelCard.load(trained)
+    for row in rows:
+        assert row["label"] in ("ai", "real") and 0 <= row["prob_ai"] <= 1
+        assert row["label"] == card.verdict(row["prob_ai"])[0]
+        assert row["model_version"] == card.version
+
+
+def test_evaluate_engines_agree_on_model_size_images(trained: Path, mini_dir: Path) -> None:
+    """The evaluation scores 32 px images exactly as the product's Detector does."""
+    from aidetect.model import load_image
+    from aidetect.trainer.evaluate import Scorer
+
+    images = [load_image(p) for p in sorted((mini_dir / "ai").iterdir())[:16]]
+    det = Scorer(trained, engine="detector")
+    direct = Scorer(trained, engine="direct")
+    assert det.engine == "detector" and direct.engine == "direct"
+    np.testing.assert_allclose(det(images), direct(images), atol=1e-5)
+
+
+def test_resume_after_kill(parquet_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    cmd = [sys.executable, "-m", "aidetect.cli", "train", "--data", str(parquet_dir), "--out", str(out),
+           "--epochs", "4", "--arch", "npr_resnet_tiny", "--batch-size", "8", "--threads", "1", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state = out / ".train_state" / "state.json"
+    deadline = time.monotonic() + 120
+    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = json.loads(state.read_text())
+    assert done["epoch"] < 3, "the run finished before it could be interrupted"
+    assert not (out / "card.json").exists()
+    rc = main(["train", "--data", str(parquet_dir), "--out", str(out), "--epochs", "4", "--arch", "npr_resnet_tiny",
+               "--batch-size", "8", "--threads", "1", "--quiet", "--resume"])
+    assert rc == 0
+    hist = ModelCard.load(out).training["history"]
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
+    assert hist[: done["epoch"] + 1] == done["history"]
+
+
+def test_resume_with_other_options_refused(parquet_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "m"
+    assert main(["train", "--data", str(parquet_dir), "--out", str(out), "--epochs", "1", *TINY]) == 0
+    rc = main(["train", "--data", str(parquet_dir), "--out", str(out), "--epochs", "1", "--lr", "0.1", "--resume",
+               *TINY])
+    assert rc == 2 and "lr" in capsys.readouterr().err
