@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from aidetect.model import CLASSES, ModelCard, create_model, list_models, load_model_dir, save_model_dir
+from aidetect.model import (
+    CLASSES,
+    ModelCard,
+    create_model,
+    list_models,
+    load_model_dir,
+    save_model_dir,
+)
 
 
 def test_registry_has_the_baseline_and_the_default() -> None:
