@@ -17,6 +17,7 @@ SHOTS = REPO / "artifacts" / "screenshots"
 sys.path.insert(0, str(REPO / "tests" / "support"))
 
 from redis_server import redis_server  # noqa: E402,F401  (fixture)
+from tests.pipeline.conftest import pg_url, store_url  # noqa: E402,F401  (fixtures)
 
 
 def pump(app, until: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:

@@ -65,10 +65,10 @@ def test_blend_and_cam_roundtrip(tmp_path: Path) -> None:
         imaging.load_cam(tmp_path / "missing.png")
 
 
-def test_sql_filters_sort_and_paging(aidetect_home: Path) -> None:
+def test_sql_filters_sort_and_paging(store_url: str) -> None:
+    """On SQLite and on PostgreSQL (skipped with the reason when no server answers)."""
     from sqlalchemy import insert
 
-    from aidetect.config import get_settings
     from aidetect.db import Image as Img
     from aidetect.db import Prediction, init_db
 
@@ -107,7 +107,7 @@ def test_sql_filters_sort_and_paging(aidetect_home: Path) -> None:
                 if i % 10
             ],
         )
-    eng = queries.read_engine(get_settings().database_url)
+    eng = queries.read_engine(store_url)
     everything = queries.Filters()
     assert queries.count(eng, everything) == n
     pages = [queries.fetch_page(eng, everything, off, 60) for off in range(0, n, 60)]

@@ -25,9 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Engine,
+    Float,
+    Integer,
     Select,
+    String,
+    Text,
     case,
+    cast,
     create_engine,
     event,
     func,
@@ -180,6 +186,11 @@ def read_engine(url: str) -> Engine:
 
 
 # -- the merged row source --------------------------------------------------------------
+def _null(kind: Any) -> Any:
+    """A typed NULL: PostgreSQL cannot match an untyped NULL column across a UNION."""
+    return cast(null(), kind)
+
+
 _UNSCORED = ("queued", "processing", "failed")
 
 
@@ -197,7 +208,7 @@ def _arms() -> tuple[Select[Any], Select[Any]]:
             Prediction.uncertain.label("uncertain"),
             Prediction.model_version.label("model_version"),
             Prediction.created.label("time"),
-            null().label("error"),
+            _null(Text).label("error"),
             Prediction.heatmap_path.label("heatmap_path"),
             Prediction.overlay_path.label("overlay_path"),
             Image.width.label("width"),
@@ -208,19 +219,19 @@ def _arms() -> tuple[Select[Any], Select[Any]]:
     )
     has_pred = select(Prediction.id).where(Prediction.image_id == Image.id).exists()
     bare = select(
-        null().label("pid"),
+        _null(Integer).label("pid"),
         Image.id.label("image_id"),
         Image.path.label("path"),
         Image.sha256.label("sha256"),
         Image.status.label("status"),
-        null().label("label"),
-        null().label("prob_ai"),
-        null().label("uncertain"),
-        null().label("model_version"),
+        _null(String).label("label"),
+        _null(Float).label("prob_ai"),
+        _null(Boolean).label("uncertain"),
+        _null(String).label("model_version"),
         Image.updated.label("time"),
         Image.error.label("error"),
-        null().label("heatmap_path"),
-        null().label("overlay_path"),
+        _null(Text).label("heatmap_path"),
+        _null(Text).label("overlay_path"),
         Image.width.label("width"),
         Image.height.label("height"),
     ).where(Image.status.in_(_UNSCORED), ~has_pred)
@@ -228,10 +239,18 @@ def _arms() -> tuple[Select[Any], Select[Any]]:
 
 
 def _day_start(d: date) -> datetime:
-    return datetime.combine(d, time.min)
+    return datetime.combine(d, time.min, tzinfo=UTC)
 
 
-def _filtered(filters: Filters) -> list[Select[Any]]:
+def _name_match(text: str, dialect: str) -> Any:
+    """Case-insensitive substring of the path. SQLite's LIKE already ignores ASCII case, and
+    ``lower()`` on every row would double the scan; elsewhere use ILIKE."""
+    if dialect == "sqlite":
+        return Image.path.contains(text, autoescape=True)
+    return Image.path.icontains(text, autoescape=True)
+
+
+def _filtered(filters: Filters, dialect: str = "sqlite") -> list[Select[Any]]:
     """The two arms with the filters applied (an arm that cannot match is left out)."""
     pred, bare = _arms()
     out: list[Select[Any]] = []
@@ -249,7 +268,7 @@ def _filtered(filters: Filters) -> list[Select[Any]]:
         if filters.uncertain is not None:
             q = q.where(Prediction.uncertain.is_(filters.uncertain))
         if filters.text:
-            q = q.where(Image.path.icontains(filters.text, autoescape=True))
+            q = q.where(_name_match(filters.text, dialect))
         if filters.since is not None:
             q = q.where(Prediction.created >= _day_start(filters.since))
         if filters.until is not None:
@@ -268,7 +287,7 @@ def _filtered(filters: Filters) -> list[Select[Any]]:
         if filters.status:
             q = q.where(Image.status == filters.status)
         if filters.text:
-            q = q.where(Image.path.icontains(filters.text, autoescape=True))
+            q = q.where(_name_match(filters.text, dialect))
         if filters.since is not None:
             q = q.where(Image.updated >= _day_start(filters.since))
         if filters.until is not None:
@@ -289,22 +308,23 @@ def _order(filters: Filters, arm: int) -> list[Any]:
             "uncertain": Prediction.uncertain,
             "model_version": Prediction.model_version,
             "time": Prediction.created,
-            "status": literal("done"),
+            "status": None,  # constant in this arm
         }
         tie = [Prediction.id]
     else:
         cols = {
             "name": Image.path,
-            "label": null(),
-            "confidence": null(),
-            "uncertain": null(),
-            "model_version": null(),
+            "label": None,
+            "confidence": None,
+            "uncertain": None,
+            "model_version": None,
             "time": Image.updated,
             "status": Image.status,
         }
         tie = [Image.id]
     main = cols.get(filters.sort, cols["time"])
-    keys = [main, *tie]
+    # a column that is constant in this arm does not order it (PostgreSQL rejects constants)
+    keys = [*([main] if main is not None else []), *tie]
     return [k.desc() if filters.descending else k.asc() for k in keys]
 
 
@@ -355,8 +375,8 @@ def _as_dt(v: Any) -> datetime | None:
         return None
 
 
-def _page_stmt(filters: Filters, offset: int, limit: int) -> Any | None:
-    arms = _filtered(filters)
+def _page_stmt(filters: Filters, offset: int, limit: int, dialect: str = "sqlite") -> Any | None:
+    arms = _filtered(filters, dialect)
     if not arms:
         return None
     if len(arms) == 1:
@@ -385,7 +405,7 @@ def fetch_page(
         limit = min(limit, total - offset)
         offset = max(0, total - offset - limit)
         filters = filters.with_(descending=not filters.descending)
-    stmt = _page_stmt(filters, offset, limit)
+    stmt = _page_stmt(filters, offset, limit, engine.dialect.name)
     if stmt is None:
         return []
     with engine.connect() as conn:
@@ -394,7 +414,7 @@ def fetch_page(
 
 
 def count(engine: Engine, filters: Filters) -> int:
-    arms = _filtered(filters)
+    arms = _filtered(filters, engine.dialect.name)
     total = 0
     with engine.connect() as conn:
         for a in arms:
