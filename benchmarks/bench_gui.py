@@ -218,6 +218,18 @@ def main() -> int:
             app.root.after(10, beat)
 
     total0 = app.total
+    if os.environ.get("BENCH_DEBUG"):  # which Tk-thread callbacks take long
+        real_drain = app.runner.drain
+
+        def timed_drain(max_items: int = 50) -> int:
+            t = time.perf_counter()
+            n = real_drain(max_items)
+            dt = time.perf_counter() - t
+            if dt > 0.03:
+                print(f"  drain of {n} results took {dt * 1000:.0f} ms")
+            return n
+
+        app.runner.drain = timed_drain  # type: ignore[method-assign]
     t_start = time.perf_counter()
     log: list[tuple[float, int]] = []
     app.root.after(10, beat)
