@@ -1,0 +1,203 @@
+"""Throughput of ``aidetect scan`` (Celery workers + store + heatmaps) against inference alone.
+
+Over N images (half 512 px JPEGs from ../shared/data/coco_sd, half 32 px CIFAKE images from
+the test parquet; generated stand-ins without the shared data), in the same run:
+
+  inference-only (a)  one process, torch threads = cores: Detector.classify(explain) + heatmap files
+  inference-only (b)  `cores` processes x 1 torch thread each (the workers' parallelism), same work
+  scan / redis        `aidetect worker -c cores` on a throwaway redis-server + `aidetect scan DIR`
+  scan / embedded     the same on the embedded filesystem broker (no server)
+
+Scan figures are wall time of the whole `aidetect scan` command (hashing, registration,
+queueing, scoring with heatmaps, DB writes, polling) with the workers already up and their
+model loaded; each is printed as a ratio of the better inference-only figure (goal: Redis
+>= 0.80, embedded >= 0.60). Also reported against inference with explain but no files.
+
+    python benchmarks/bench_scan.py                       # 2,000 images, both brokers
+    python benchmarks/bench_scan.py --n 400 --brokers embedded --batch-size 32
+
+Prints the load average: the machine may be shared, which moves every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import multiprocessing as mp
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("AIDETECT_SHARED_DATA", REPO.parent / "shared" / "data"))
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "tests" / "support"))
+
+
+# -- data -------------------------------------------------------------------------------------
+def make_images(folder: Path, n: int) -> dict[str, int]:
+    """n/2 512 px JPEGs + n/2 32 px images with distinct bytes, interleaved by name."""
+    from images import image_bytes  # tests/support
+    from PIL import Image, ImageOps
+
+    folder.mkdir(parents=True, exist_ok=True)
+    n_big, n_small = n // 2, n - n // 2
+    coco = sorted((SHARED / "coco_sd" / "real").glob("*.jpg")) + sorted((SHARED / "coco_sd" / "ai").glob("*.jpg"))
+    for i in range(n_big):
+        dest = folder / f"img_{2 * i:05d}_512.jpg"
+        if coco and i < len(coco):
+            shutil.copyfile(coco[i], dest)
+        elif coco:  # more than the set holds: mirrored re-encodes (distinct bytes)
+            with Image.open(coco[i % len(coco)]) as im:
+                buf = io.BytesIO()
+                ImageOps.mirror(im.convert("RGB")).save(buf, "JPEG", quality=95 - (i // len(coco)) % 5)
+                dest.write_bytes(buf.getvalue())
+        else:
+            dest.write_bytes(image_bytes(1_000_000 + i, side=512, fmt="JPEG"))
+    small: list[bytes] = []
+    parquet = SHARED / "cifake" / "test.parquet"
+    if parquet.is_file():
+        import pyarrow.parquet as pq
+
+        small = [r["image"]["bytes"] for r in pq.read_table(parquet).slice(0, n_small).to_pylist()]
+    for i in range(n_small):
+        data = small[i] if i < len(small) else image_bytes(2_000_000 + i, side=32, fmt="JPEG")
+        (folder / f"img_{2 * i + 1:05d}_32.jpg").write_bytes(data)
+    return {"512px": n_big, "32px": n_small, "coco": bool(coco), "cifake": bool(small)}
+
+
+# -- inference only ---------------------------------------------------------------------------
+def _infer_shard(files: list[str], threads: int, batch: int, out: str, files_on: bool, start, q) -> None:  # noqa: ANN001
+    import torch
+
+    torch.set_num_threads(threads)
+    from aidetect.inference import Detector
+
+    det = Detector()
+    det.classify(files[:2], explain=True)  # warm-up
+    start.wait()
+    t0 = time.perf_counter()
+    for i in range(0, len(files), batch):
+        chunk = files[i : i + batch]
+        if files_on:
+            det.classify(chunk, heatmap_dir=out)
+        else:
+            det.classify(chunk, explain=True)
+    q.put(time.perf_counter() - t0)
+
+
+def inference_only(files: list[Path], procs: int, threads: int, batch: int, files_on: bool, tmp: Path) -> float:
+    """images/s of Detector.classify(explain) (+ heatmap files) in `procs` spawned processes."""
+    ctx = mp.get_context("spawn")
+    start = ctx.Barrier(procs + 1)
+    q = ctx.Queue()
+    out = Path(tempfile.mkdtemp(dir=tmp))
+    shards = [[str(f) for f in files[k::procs]] for k in range(procs)]
+    ps = [ctx.Process(target=_infer_shard, args=(s, threads, batch, str(out), files_on, start, q)) for s in shards]
+    for p in ps:
+        p.start()
+    start.wait()
+    times = [q.get() for _ in ps]
+    for p in ps:
+        p.join()
+    shutil.rmtree(out, ignore_errors=True)
+    return len(files) / max(times)
+
+
+# -- scan through workers ---------------------------------------------------------------------
+def scan_once(folder: Path, n: int, broker: str, concurrency: int, batch: int, tmp: Path) -> dict:
+    from redis_server import RedisServer  # tests/support
+    from workers import WorkerProcess, pipeline_env
+
+    home = tmp / f"home-{broker}"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    server = None
+    url = None
+    if broker == "redis":
+        server = RedisServer(tmp / "redis", persist=False).start()
+        url = server.url
+    env = pipeline_env(home, url)
+    os.environ["AIDETECT_HOME"] = str(home)  # this process reads the store (workers_alive)
+    os.environ.pop("AIDETECT_BROKER_URL", None)
+    if url:
+        os.environ["AIDETECT_BROKER_URL"] = url
+    from aidetect.db.engine import reset_engines
+
+    reset_engines()
+    worker = WorkerProcess(env, tmp / f"worker-{broker}.log", concurrency)
+    try:
+        worker.start(timeout=300)
+        time.sleep(2.0)  # let every pool child finish loading
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "aidetect.cli", "scan", str(folder), "--no-fallback", "--json",
+             "--batch-size", str(batch)],
+            env=env, capture_output=True, text=True,
+        )
+        dt = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise SystemExit(f"scan failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        rows = json.loads(proc.stdout)
+    finally:
+        worker.stop()
+        if server is not None:
+            server.stop()
+    done = sum(r["status"] == "done" for r in rows)
+    overlays = sum(1 for r in rows if r.get("overlay_path") and Path(r["overlay_path"]).is_file())
+    return {"seconds": dt, "images_per_s": n / dt, "done": done, "rows": len(rows), "overlays": overlays}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--concurrency", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--batch-size", type=int, default=None, help="images per task and per classify call")
+    ap.add_argument("--brokers", default="redis,embedded")
+    ap.add_argument("--json-out", type=Path, default=None)
+    args = ap.parse_args()
+    from aidetect.config import get_settings
+
+    batch = args.batch_size or get_settings().task_batch_size
+    cores = os.cpu_count() or 1
+    print(f"load average before: {os.getloadavg()}; cores {cores}; n {args.n}; batch {batch}; concurrency {args.concurrency}")
+    tmp = Path(tempfile.mkdtemp(prefix="bench_scan_"))
+    try:
+        folder = tmp / "images"
+        src = make_images(folder, args.n)
+        files = sorted(folder.iterdir())
+        print(f"images: {src}")
+        res: dict[str, float | dict] = {}
+        res["infer_1proc_files"] = inference_only(files, 1, cores, batch, True, tmp)
+        res["infer_nproc_files"] = inference_only(files, args.concurrency, 1, batch, True, tmp)
+        res["infer_nproc_nofiles"] = inference_only(files, args.concurrency, 1, batch, False, tmp)
+        ref = max(res["infer_1proc_files"], res["infer_nproc_files"])
+        print(f"inference-only, 1 process x {cores} threads, explain + heatmap files: {res['infer_1proc_files']:.1f} images/s")
+        print(f"inference-only, {args.concurrency} processes x 1 thread, explain + heatmap files: {res['infer_nproc_files']:.1f} images/s")
+        print(f"inference-only, {args.concurrency} processes x 1 thread, explain, no files: {res['infer_nproc_nofiles']:.1f} images/s")
+        goals = {"redis": 0.80, "embedded": 0.60}
+        for broker in [b.strip() for b in args.brokers.split(",") if b.strip()]:
+            r = scan_once(folder, args.n, broker, args.concurrency, batch, tmp)
+            res[f"scan_{broker}"] = r
+            ratio = r["images_per_s"] / ref
+            r["ratio"] = ratio
+            r["ratio_vs_nofiles"] = r["images_per_s"] / res["infer_nproc_nofiles"]
+            print(
+                f"scan / {broker}: {r['images_per_s']:.1f} images/s ({r['seconds']:.1f}s, {r['done']}/{r['rows']} done, "
+                f"{r['overlays']} overlays) = {ratio:.2f} of inference-only with files (goal >= {goals.get(broker, 0):.2f}: "
+                f"{'met' if ratio >= goals.get(broker, 0) else 'NOT met'}); {r['ratio_vs_nofiles']:.2f} of inference without files"
+            )
+        print(f"load average after: {os.getloadavg()}")
+        if args.json_out:
+            args.json_out.write_text(json.dumps(res, indent=2))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
