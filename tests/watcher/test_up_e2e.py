@@ -87,7 +87,13 @@ def test_up_scores_every_file_once_survives_restart_and_model_refresh(
     v1 = json.loads((SHIPPED_MODEL_DIR / "card.json").read_text())["version"]
     model2, v2 = _second_model(tmp_path)
 
+    t_start = time.monotonic()
+
+    def phase(name: str) -> None:
+        print(f"[{time.monotonic() - t_start:6.1f} s] {name}", flush=True)
+
     up = run_up("--workers", "2")
+    phase("up started")
     assert str(inbox) in up.output and "aidetect.sqlite" in up.output and "heatmaps" in up.output
 
     good: dict[str, str] = {}  # sha -> how it arrived
@@ -102,7 +108,9 @@ def test_up_scores_every_file_once_survives_restart_and_model_refresh(
         good[_sha(data)] = "cp"
         if i < 25:
             dup_sources.append(data)
+    phase("120 copied")
     store.wait_final(set(good), timeout=120)
+    phase("120 final")
 
     # 2. while files keep flowing: a slow chunked write (2 s), 60 write-then-rename,
     #    and the new model promoted half-way
@@ -143,6 +151,7 @@ def test_up_scores_every_file_once_survives_restart_and_model_refresh(
         _rename_in(data, inbox / "dups" / f"again_{j}.png")
     last_write = time.monotonic()
 
+    phase("all written")
     bad_shas = {_sha(d) for d in bad.values()}
     dup_shas = {_sha(d) for d in dup_sources}
     assert len(good) == 300 and len(bad_shas) == 20
@@ -177,7 +186,9 @@ def test_up_scores_every_file_once_survives_restart_and_model_refresh(
     print(f"\nall 320 distinct files final {settle:.1f} s after the last write")
 
     # 4. stop (SIGTERM): clean exit, the worker child is gone
+    phase("checked")
     assert up.stop(signal.SIGTERM) == 0, up.output
+    phase("stopped")
     assert "stopped" in up.output
 
     # 5. files dropped while nothing runs are picked up at the next start; one file queued
@@ -188,6 +199,7 @@ def test_up_scores_every_file_once_survives_restart_and_model_refresh(
         _copy_in(data, staging, inbox / "offline" / f"while_down_{i:02d}.png")
         offline.add(_sha(data))
     watch_only = run_up("--no-workers")
+    phase("watch-only started")
     doomed_data = make_image_bytes(4242, "PNG")
     doomed = inbox / "doomed.png"
     _copy_in(doomed_data, staging, doomed)
@@ -202,7 +214,9 @@ def test_up_scores_every_file_once_survives_restart_and_model_refresh(
     doomed.unlink()
     assert watch_only.stop(signal.SIGTERM) == 0, watch_only.output
 
+    phase("watch-only stopped")
     up2 = run_up("--workers", "2")
+    phase("restarted")
     rows = store.wait_final(offline | {_sha(doomed_data)}, timeout=120)
     by_sha = {}
     for r in rows:
@@ -214,4 +228,6 @@ def test_up_scores_every_file_once_survives_restart_and_model_refresh(
     assert gone["status"] == "failed" and gone["error"], gone
     # nothing from the first run was scored again or doubled by the restart
     assert len(rows) == 320 + 50 + 1
+    phase("offline files final")
     assert up2.stop(signal.SIGINT) == 0, up2.output
+    phase("stopped again")

@@ -88,7 +88,8 @@ class WorkerProcess:
         if self.proc is None or self.proc.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)  # Celery warm shutdown
+            # the Celery main process only: warm shutdown lets its pool finish the batch
+            self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=self.grace_s)
         except subprocess.TimeoutExpired:

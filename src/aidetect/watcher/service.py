@@ -141,7 +141,7 @@ class InboxWatcher:
             (fresh if now - mtime < self.settle_s else settled).append(path)
         with self._lock:
             for p in fresh:
-                self.tracker.seen(p, wrote=True)
+                self.tracker.seen(p)  # stable for settle_s, or closed by its writer
             self.debouncer.add(settled)
         if settled or fresh:
             log.info(
