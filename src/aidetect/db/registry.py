@@ -8,6 +8,7 @@ is registered and activated automatically the first time a store has no active v
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,14 @@ def active_model_dir() -> Path:
     return Path(active_model().path)
 
 
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat()
+
+
 def list_versions() -> list[dict[str, Any]]:
     init_db()
     with session_scope() as s:
@@ -123,7 +132,7 @@ def list_versions() -> list[dict[str, Any]]:
                 "path": r.path,
                 "architecture": r.architecture,
                 "metrics": r.metrics or {},
-                "created": r.created.isoformat() if r.created else None,
+                "created": _iso(r.created),
                 "active": bool(r.active),
             }
             for r in rows

@@ -20,11 +20,17 @@ from datetime import timedelta
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import task_failure, worker_process_init, worker_ready, worker_shutdown
 from sqlalchemy import delete, select
 
 from aidetect.config import get_settings
-from aidetect.worker.app import SOFT_TIME_LIMIT_S, TASK_NAME, embedded_dirs, is_embedded
+from aidetect.worker.app import (
+    HARD_TIME_LIMIT_S,
+    SOFT_TIME_LIMIT_S,
+    TASK_NAME,
+    embedded_dirs,
+    is_embedded,
+)
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 2.0
@@ -91,6 +97,26 @@ def score_batch(image_ids: list[int], force: bool = False) -> dict[str, int]:
         len(image_ids), report.done, report.failed, report.skipped, report.model_version, report.seconds,
     )
     return {"done": report.done, "failed": report.failed, "skipped": report.skipped}
+
+
+@task_failure.connect
+def _on_task_failure(sender=None, exception=None, args=None, kwargs=None, **_kw: object) -> None:  # noqa: ANN001
+    """A batch killed by the hard time limit (or any unexpected error): its images that are
+    still ``processing`` are recorded as failed with the reason, not left pending."""
+    if getattr(sender, "name", None) != TASK_NAME:
+        return
+    ids = (args[0] if args else None) or (kwargs or {}).get("image_ids") or []
+    try:
+        from aidetect.worker.scoring import mark_failed
+
+        reason = (
+            f"scoring was stopped by the {HARD_TIME_LIMIT_S} s hard time limit"
+            if type(exception).__name__ == "TimeLimitExceeded"
+            else f"scoring failed: {type(exception).__name__}: {str(exception).splitlines()[0] if str(exception) else ''}"
+        )
+        mark_failed([int(i) for i in ids], reason, only_status=("processing",))
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not record the failure of a batch: %s", exc)
 
 
 # -- heartbeat (main process) ---------------------------------------------------------------
