@@ -228,12 +228,46 @@ def _decode(item: Item, name: str) -> tuple[Image.Image, str, str | None]:
             load_image(item)  # raises the one-line ImageLoadError for this path
             raise  # pragma: no cover
     img = load_image(data, name=name)
+    return img, hashlib.sha256(data).hexdigest(), _sniff_format(data)
+
+
+_MAGIC = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
+def _sniff_format(data: bytes) -> str | None:
+    """Pillow's format name from the magic bytes (a second Image.open costs more than the
+    decode of a 32 px image); Pillow itself for anything else."""
+    for magic, name in _MAGIC:
+        if data.startswith(magic):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
     try:
         with Image.open(io.BytesIO(data)) as head:
-            fmt = head.format
+            return head.format
     except Exception:  # noqa: BLE001 - format is informative only
-        fmt = None
-    return img, hashlib.sha256(data).hexdigest(), fmt
+        return None
+
+
+@dataclass
+class Prepared:
+    """Output of :meth:`Detector.prepare`: one verdict per item, the decoded images, their
+    view plans, each image's row range in ``batch`` (normalised views; None if no image
+    could be decoded)."""
+
+    verdicts: list[Verdict]
+    decoded: list[_Decoded]
+    plans: list[ViewPlan]
+    rows: list[tuple[int, int]]
+    batch: torch.Tensor | None
 
 
 # --------------------------------------------------------------------------------------
@@ -322,12 +356,15 @@ class Detector:
             return self._write(verdict, Path(out_dir), image)
 
     # -- internals ----------------------------------------------------------------------
-    def _classify(self, items: list[Item], explain: bool, target: Target, heatmap_dir: str | Path | None) -> list[Verdict]:
+    def prepare(self, items: Sequence[Item]) -> Prepared:
+        """Decode + preprocess stage only (no model): the verdict shells (errors filled in
+        for bad items) and the normalised batch of views. ``classify`` = this + the pass."""
         verdicts = [Verdict(source=_source_name(it, i), model_version=self.version) for i, it in enumerate(items)]
         decoded: list[_Decoded] = []
         views: list[torch.Tensor] = []
         plans: list[ViewPlan] = []
         rows: list[tuple[int, int]] = []
+        s = self.input_size
         for i, item in enumerate(items):
             v = verdicts[i]
             t0 = time.perf_counter()
@@ -339,11 +376,10 @@ class Detector:
                 continue
             t1 = time.perf_counter()
             v.sha256, v.format, (v.width, v.height) = sha, fmt, img.size
-            plan = plan_views(img.width, img.height, self.input_size, self.tile_min_side, self.max_tiles)
+            plan = plan_views(img.width, img.height, s, self.tile_min_side, self.max_tiles)
             start = len(views)
             if plan.tiles:
                 arr = np.asarray(img)
-                s = self.input_size
                 views.extend(torch.from_numpy(arr[y : y + s, x : x + s].copy()).permute(2, 0, 1) for x, y in plan.tiles)
             else:
                 views.append(self.preset.to_uint8(img))
@@ -353,12 +389,21 @@ class Detector:
             v.tiles = len(views) - start
             v.timings["decode"] = t1 - t0
             v.timings["preprocess"] = time.perf_counter() - t1
-        if not decoded:
-            return verdicts
+        batch = None
+        if views:
+            t0 = time.perf_counter()
+            batch = self.preset.normalise(torch.stack(views)).to(self.device)
+            share = (time.perf_counter() - t0) / len(decoded)
+            for d in decoded:
+                verdicts[d.index].timings["preprocess"] += share
+        return Prepared(verdicts, decoded, plans, rows, batch)
 
+    def _classify(self, items: list[Item], explain: bool, target: Target, heatmap_dir: str | Path | None) -> list[Verdict]:
+        prep = self.prepare(items)
+        verdicts, decoded, plans, rows, batch = prep.verdicts, prep.decoded, prep.plans, prep.rows, prep.batch
+        if batch is None:
+            return verdicts
         t0 = time.perf_counter()
-        batch = self.preset.normalise(torch.stack(views)).to(self.device)
-        del views
         n_img = len(decoded)
         owner = np.concatenate([np.full(b - a, k) for k, (a, b) in enumerate(rows)])
         state: dict[str, np.ndarray] = {}

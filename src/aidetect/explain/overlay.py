@@ -1,8 +1,8 @@
 """Heatmap files: the raw CAM (8-bit grayscale PNG, small) and the overlay PNG (the image
 with a JET colour map on top: red = high importance, blue = low), both named from the image
 content's SHA-256 and the model version, so scoring the same file again never duplicates
-them. Encoding uses OpenCV with a low PNG compression level: these files are written for
-every scored image, and zlib level 1 is several times faster than Pillow's default."""
+them. Encoding uses OpenCV with the fastest PNG settings measured (see PNG_FAST): these
+files are written for every scored image."""
 
 from __future__ import annotations
 
@@ -14,7 +14,15 @@ import cv2
 import numpy as np
 from PIL import Image
 
-PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+# zlib level 1 with the RLE strategy and the fixed "Up" row filter: measured ~2x faster
+# than level 1 with the default strategy and adaptive filters (~7.5 vs ~14.6 ms CPU for a
+# 512 x 512 overlay), files about the same size. (Passing only the level would silently
+# reset OpenCV's default RLE strategy.)
+PNG_FAST = [
+    cv2.IMWRITE_PNG_COMPRESSION, 1,
+    cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
+    cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP,
+]
 
 
 def heatmap_names(sha256: str, version: str, method: str, target: str, default_method: str) -> tuple[str, str]:
@@ -27,6 +35,11 @@ def heatmap_names(sha256: str, version: str, method: str, target: str, default_m
         stem += f"-{target}"
     shard = sha256[:2]
     return f"{shard}/{stem}.cam.png", f"{shard}/{stem}.overlay.png"
+
+
+# applyColorMap rebuilds its 256-entry table on every call (~0.2 ms, as much as the rest of a
+# 32 px overlay); the table is built once here and applied with cv2.LUT.
+_JET = cv2.applyColorMap(np.arange(256, dtype=np.uint8).reshape(256, 1), cv2.COLORMAP_JET).reshape(256, 1, 3)
 
 
 def overlay_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -46,7 +59,7 @@ def render_overlay(image: Image.Image | np.ndarray, cam: np.ndarray, max_side: i
     cam8 = np.clip(cam * 255.0 + 0.5, 0, 255).astype(np.uint8)
     if cam8.shape != (oh, ow):
         cam8 = cv2.resize(cam8, (ow, oh), interpolation=cv2.INTER_LINEAR)
-    heat = cv2.applyColorMap(cam8, cv2.COLORMAP_JET)
+    heat = cv2.LUT(cv2.cvtColor(cam8, cv2.COLOR_GRAY2BGR), _JET)  # = applyColorMap(JET), no LUT rebuild
     return cv2.addWeighted(heat, float(alpha), base, 1.0 - float(alpha), 0.0)
 
 
@@ -62,13 +75,25 @@ def read_cam_png(path: str | Path) -> np.ndarray:
     return arr.astype(np.float32) / 255.0
 
 
+_MADE: set[str] = set()
+
+
 def write_png(path: Path, array: np.ndarray) -> None:
     """Encode and write atomically (temp file + rename): readers never see half a file."""
     ok, buf = cv2.imencode(".png", array, PNG_FAST)
     if not ok:  # pragma: no cover - cv2 only fails on invalid arrays
         raise RuntimeError(f"could not encode {path.name}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=path.parent)
+    parent = str(path.parent)
+    if parent not in _MADE:  # one mkdir per shard folder per process, not one per file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if len(_MADE) > 100_000:
+            _MADE.clear()
+        _MADE.add(parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=parent)
+    except FileNotFoundError:  # the folder was removed since: make it again
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(buf.tobytes())

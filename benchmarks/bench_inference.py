@@ -1,0 +1,162 @@
+"""Inference throughput: images/s for
+
+  (a) decode + preprocess only            (Detector.prepare)
+  (b) (a) + forward                        (Detector.classify(explain=False))
+  (c) (a) + forward + Grad-CAM + files     (Detector.classify(heatmap_dir=fresh dir))
+
+on 512 px JPEGs from ../shared/data/coco_sd (tiled at native resolution) and on 32 px CIFAKE
+images (test parquet bytes written to a temp dir; tests/data/cifake_mini without the shared
+data), at several batch sizes, with the ratios the project's goal is stated in:
+(c)/(a) >= 0.5 and CAM+overlay cost <= 1.5x the forward alone, at batch 32. The CAM+overlay
+cost is reported both as (t_c - t_b) / (t_b - t_a) (what the CAM and the files add, per unit
+of forward time) and as (t_c - t_a) / (t_b - t_a) (forward + backward + files vs forward).
+
+    python benchmarks/bench_inference.py                  # all, 1 torch thread
+    python benchmarks/bench_inference.py --threads 2 --n 64 --batch-sizes 1,16,32,64
+    python benchmarks/bench_inference.py --device cuda    # on a GPU machine
+
+Prints the load average before and after: the machine's CPU may be shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("AIDETECT_SHARED_DATA", REPO.parent / "shared" / "data"))
+sys.path.insert(0, str(REPO / "src"))
+
+from aidetect.config import SHIPPED_MODEL_DIR  # noqa: E402
+from aidetect.inference import Detector  # noqa: E402
+
+
+def coco_files(n: int) -> list[Path]:
+    root = SHARED / "coco_sd"
+    files = sorted((root / "real").glob("*.jpg"))[: n // 2] + sorted((root / "ai").glob("*.jpg"))[: n - n // 2]
+    return files
+
+
+def cifake_files(n: int, tmp: Path) -> tuple[list[Path], str]:
+    parquet = SHARED / "cifake" / "test.parquet"
+    if parquet.is_file():
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(parquet).slice(0, n).to_pylist()
+        out = []
+        for i, row in enumerate(table):
+            data = row["image"]["bytes"]
+            suffix = ".png" if data[:4] == b"\x89PNG" else ".jpg"
+            p = tmp / f"cifake_{i:05d}{suffix}"
+            p.write_bytes(data)
+            out.append(p)
+        return out, "CIFAKE test parquet"
+    mini = sorted((REPO / "tests" / "data" / "cifake_mini").rglob("*.*"))
+    return (mini * (n // max(1, len(mini)) + 1))[:n], "tests/data/cifake_mini"
+
+
+def run_stage(det: Detector, files: list[Path], bs: int, stage: str, tmp: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) to push ``files`` through ``stage``."""
+    out = None
+    if stage == "c":
+        # a fresh folder, so every file is really written; its 256 shard folders made up
+        # front, as in a heatmap folder that has seen a few thousand images
+        out = Path(tempfile.mkdtemp(dir=tmp))
+        for i in range(256):
+            (out / f"{i:02x}").mkdir()
+    w0, c0 = time.perf_counter(), time.process_time()
+    for i in range(0, len(files), bs):
+        chunk = files[i : i + bs]
+        if stage == "a":
+            det.prepare(chunk)
+        elif stage == "b":
+            det.classify(chunk, explain=False)
+        else:
+            det.classify(chunk, heatmap_dir=out)
+    dt = (time.perf_counter() - w0, time.process_time() - c0)
+    if out is not None:
+        shutil.rmtree(out, ignore_errors=True)
+    return dt
+
+
+def _row(label: str, n: int, t: dict[str, float]) -> str:
+    rate = {s: n / t[s] for s in t}
+    fwd = max(t["b"] - t["a"], 1e-9)
+    extra = (t["c"] - t["b"]) / fwd
+    total = (t["c"] - t["a"]) / fwd
+    return (f"{label:>10} | {rate['a']:>10.1f} | {rate['b']:>10.1f} | {rate['c']:>10.1f} | {rate['c'] / rate['a']:>6.3f} "
+            f"| {rate['c'] / rate['b']:>6.3f} | {extra:>15.2f} | {total:>21.2f}")
+
+
+def bench(det: Detector, name: str, files: list[Path], batch_sizes: list[int], tmp: Path, repeat: int) -> None:
+    print(f"\n## {name}: {len(files)} images, model {det.version}, input {det.input_size} px, "
+          f"device {det.device}, tile_min_side {det.tile_min_side}, max_tiles {det.max_tiles}")
+    print("img/s from wall-clock time, and from this process's CPU time (robust when the CPU is shared)")
+    print(f"{'batch/clk':>10} | {'(a) img/s':>10} | {'(b) img/s':>10} | {'(c) img/s':>10} | {'c/a':>6} | {'c/b':>6} "
+          f"| {'cam+files / fwd':>15} | {'(fwd+bwd+files) / fwd':>21}")
+    for bs in batch_sizes:
+        run_stage(det, files[: min(len(files), max(bs, 2))], bs, "c", tmp)  # warm-up this shape
+        runs = {s: [run_stage(det, files, bs, s, tmp) for _ in range(repeat)] for s in "abc"}
+        wall = {s: min(r[0] for r in runs[s]) for s in runs}
+        cpu = {s: min(r[1] for r in runs[s]) for s in runs}
+        print(_row(f"{bs} wall", len(files), wall))
+        print(_row(f"{bs} cpu", len(files), cpu))
+
+
+def tiling_cost(model: Path, device: str | None, files: list[Path], tmp: Path, threads: int, repeat: int) -> None:
+    print(f"\n## tiling cost on {len(files)} 512 px JPEGs, batch 32, img/s from CPU time "
+          "(max_tiles 1 = resize + centre crop)")
+    print(f"{'max_tiles':>9} | {'tiles/img':>9} | {'(b) img/s':>10} | {'(c) img/s':>10}")
+    for mt in (1, 4, 16, 64):
+        det = Detector(model, device=device, max_tiles=mt, threads=threads)
+        tiles = det.classify(files[:1], explain=False)[0].tiles
+        run_stage(det, files[:2], 32, "c", tmp)
+        tb = min(run_stage(det, files, 32, "b", tmp)[1] for _ in range(repeat))
+        tc = min(run_stage(det, files, 32, "c", tmp)[1] for _ in range(repeat))
+        print(f"{mt:>9} | {tiles:>9} | {len(files) / tb:>10.1f} | {len(files) / tc:>10.1f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=SHIPPED_MODEL_DIR)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch default)")
+    ap.add_argument("--n", type=int, default=64, help="images per dataset")
+    ap.add_argument("--batch-sizes", default="1,16,32,64")
+    ap.add_argument("--repeat", type=int, default=1, help="best of N runs per cell")
+    ap.add_argument("--no-tiling-table", action="store_true")
+    ap.add_argument(
+        "--tmp",
+        type=Path,
+        default=Path.home() / ".cache" / "aidetect-bench",
+        help="where heatmaps are written (not /tmp: file creation there was measured ~10x slower on this machine)",
+    )
+    args = ap.parse_args()
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    print(f"load average before: {os.getloadavg()}; cpus: {os.cpu_count()}; torch {torch.__version__}; "
+          f"threads {args.threads or torch.get_num_threads()}")
+    det = Detector(args.model, device=args.device, threads=args.threads)
+    args.tmp.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp_s:
+        tmp = Path(tmp_s)
+        coco = coco_files(args.n)
+        if coco:
+            bench(det, "coco_sd 512 px JPEG (tiled)", coco, batch_sizes, tmp, args.repeat)
+        else:
+            print(f"\n(no {SHARED / 'coco_sd'}: 512 px part skipped)")
+        cif, where = cifake_files(max(args.n, 256), tmp)
+        bench(det, f"CIFAKE 32 px ({where})", cif, batch_sizes, tmp, args.repeat)
+        if coco and not args.no_tiling_table:
+            tiling_cost(args.model, args.device, coco, tmp, args.threads, args.repeat)
+    print(f"\nload average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
