@@ -328,3 +328,26 @@ def queue_depth(settings: Settings | None = None) -> int | None:
         except Exception:  # noqa: BLE001
             return None
     return None
+
+
+def stale_ids(root: Path | str | None = None) -> list[int]:
+    """Images whose results all come from model versions other than the active one (scored
+    by an older model), optionally only those under ``root``; set ``queued`` and returned
+    for :func:`enqueue` (``aidetect scan --rescore``). Their old predictions are kept."""
+    init_db()
+    version = active_version()
+    with session_scope() as s:
+        scored = select(Prediction.image_id)
+        by_active = select(Prediction.image_id).where(Prediction.model_version == version)
+        stmt = (
+            select(Image.id)
+            .where(Image.status == "done", Image.id.in_(scored), Image.id.not_in(by_active))
+            .order_by(Image.id)
+        )
+        if root is not None:
+            stmt = stmt.where(Image.path.startswith(str(Path(root).absolute()) + os.sep))
+        ids = list(s.scalars(stmt).all())
+        now = utcnow()
+        for i in range(0, len(ids), 500):
+            s.execute(update(Image).where(Image.id.in_(ids[i : i + 500])).values(status="queued", updated=now))
+    return ids

@@ -114,9 +114,12 @@ def _wait_for_results(
 
 
 @click.command()
-@click.argument("folder", type=click.Path(exists=True, path_type=Path))
+@click.argument("folder", type=click.Path(exists=True, path_type=Path), required=False)
 @click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders.")
 @click.option("--rescan", is_flag=True, help="Score again images already scored by the active model.")
+@click.option("--rescore", is_flag=True,
+              help="Re-score stored images whose results come from an older model version "
+              "(all of them, or those under FOLDER).")
 @click.option("--export", "export", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the results to FILE.csv or FILE.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as a JSON array on stdout.")
@@ -129,7 +132,7 @@ def _wait_for_results(
 @click.option("--stall-timeout", type=float, default=60.0, show_default=True,
               help="Re-send pending images after this many seconds without progress.")
 def scan(
-    folder: Path, recursive: bool, rescan: bool, export: Path | None, as_json: bool, batch_size: int | None,
+    folder: Path | None, recursive: bool, rescan: bool, rescore: bool, export: Path | None, as_json: bool, batch_size: int | None,
     inline: bool, no_fallback: bool, worker_wait: float, stall_timeout: float,
 ) -> None:
     """Score every image in FOLDER through the workers, with a progress bar and a summary.
@@ -144,11 +147,13 @@ def scan(
     from aidetect.db.queries import results_for_ids
     from aidetect.db.registry import active_version
     from aidetect.ingest import (
+        Registration,
         check_broker,
         enqueue,
         iter_files,
         register_files,
         score_inline,
+        stale_ids,
         workers_alive,
     )
 
@@ -159,9 +164,17 @@ def scan(
     version = active_version()
     size = batch_size or settings.task_batch_size
     t0 = time.monotonic()
+    if folder is None and not rescore:
+        raise click.UsageError("missing FOLDER (or use --rescore to re-score the store)")
     with console.status("finding and hashing files..."):
-        files = list(iter_files(folder, recursive=recursive))
-        reg = register_files(files, root=folder if folder.is_dir() else None, rescan=rescan)
+        if rescore:  # images in the store scored by an older model version
+            reg = Registration()
+            reg.ids = stale_ids(folder)
+            reg.extend(reg.ids)
+            files = reg.ids
+        else:
+            files = list(iter_files(folder, recursive=recursive))
+            reg = register_files(files, root=folder if folder.is_dir() else None, rescan=rescan)
     distinct = reg.distinct
     console.print(
         f"{len(files)} files, {len(distinct)} distinct: {len(reg)} to score with model {version}, "
