@@ -29,6 +29,7 @@ from aidetect.config import Settings, get_settings
 from aidetect.errors import AidetectError
 from aidetect.gui import imaging, queries
 from aidetect.gui.detail import DetailPanel
+from aidetect.gui.inline import InlineScorer
 from aidetect.gui.queries import Filters, Row
 from aidetect.gui.tasks import TaskRunner
 
@@ -71,9 +72,12 @@ class UploadResult:
     files: int
 
 
-def run_upload(paths: Sequence[Path], progress: Callable[[int, int], None]) -> UploadResult:
+def run_upload(
+    paths: Sequence[Path], progress: Callable[[int, int], None], scorer: InlineScorer
+) -> UploadResult:
     """Runs on the score lane: register the files in the store (same pipeline as the inbox);
-    hand them to the workers if any is alive, else score them here, in chunks."""
+    hand them to the workers if any is alive, else score them with ``scorer`` (the same
+    ``score_inline`` code, in the dashboard's helper process)."""
     from aidetect import ingest
 
     files = [str(p.resolve()) for p in paths]
@@ -99,7 +103,7 @@ def run_upload(paths: Sequence[Path], progress: Callable[[int, int], None]) -> U
         done += n
         progress(done, len(ids))
 
-    ingest.score_inline(ids, batch_size=8, progress=step)
+    scorer.score(ids, progress=step)
     return UploadResult(shown, "inline", len(files))
 
 
@@ -135,6 +139,7 @@ class Dashboard:
         self._page_inflight = False
         self._thumbs: OrderedDict[str, ImageTk.PhotoImage] = OrderedDict()
         self._thumb_gen = 0
+        self.scorer = InlineScorer()
 
         self.root = tb.Window(title="aidetect — AI image detector", themename=theme)
         self.root.minsize(1024, 640)
@@ -805,7 +810,10 @@ class Dashboard:
             )
 
         self.runner.submit(
-            "score", lambda: run_upload(files, progress), self._uploaded, self._upload_failed
+            "score",
+            lambda: run_upload(files, progress, self.scorer),
+            self._uploaded,
+            self._upload_failed,
         )
 
     def _upload_done_common(self) -> None:
@@ -861,6 +869,7 @@ class Dashboard:
 
     def close(self) -> None:
         self.runner.close()
+        self.scorer.close()
         with contextlib.suppress(tk.TclError):
             self.root.destroy()
 
