@@ -279,13 +279,14 @@ def results(
         sys.stdout.write(to_csv(rows))
     elif table_mode:
         console = Console()
-        table = Table("id", "path", "status", "label", "prob_ai", "uncertain", "model", "error/time")
+        table = Table("id", "status", "label", "prob_ai", "uncertain", "model", "error/time")
+        table.add_column("path", overflow="fold", ratio=1)
         for r in rows:
             table.add_row(
-                str(r["image_id"]), r["path"], r["status"], r["label"] or "",
+                str(r["image_id"]), r["status"], r["label"] or "",
                 f"{r['prob_ai']:.3f}" if r["prob_ai"] is not None else "",
                 "yes" if r["uncertain"] else "", r["model_version"] or "",
-                r["error"] or (r["created"] or "")[:19],
+                r["error"] or (r["created"] or "")[:19].replace("T", " "), r["path"],
             )
         console.print(table)
         console.print(f"{len(rows)} of {total} matching results")

@@ -162,7 +162,14 @@ def _beat_loop(name: str, concurrency: int) -> None:
 @worker_ready.connect
 def _start_heartbeat(sender=None, **_kwargs: object) -> None:  # noqa: ANN001
     name = getattr(sender, "hostname", None) or f"worker-{os.getpid()}"
-    concurrency = int(getattr(getattr(sender, "controller", None), "concurrency", 0) or 0)
+    controller = getattr(sender, "controller", None)
+    concurrency = int(getattr(controller, "concurrency", 0) or 0)
+    pool = getattr(controller, "pool", None)
+    if pool is not None and not type(pool).__module__.endswith("prefork"):
+        # solo/threads pools have no worker_process_init: the model loads on the first task
+        with contextlib.suppress(OSError):
+            _ready_file(os.getpid()).parent.mkdir(parents=True, exist_ok=True)
+            _ready_file(os.getpid()).touch()
     _stop.clear()
     threading.Thread(target=_beat_loop, args=(name, concurrency), daemon=True, name="aidetect-beat").start()
 
