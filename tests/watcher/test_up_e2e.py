@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import threading
@@ -182,7 +183,9 @@ def test_up_scores_every_file_once_survives_restart_and_model_refresh(
     # the model refresh: the first 120 were scored by v1, everything later by v2, none lost
     first_versions = [by_sha[s][0]["predictions"][0]["model_version"] for s in good]
     assert first_versions.count(v1) >= 120
-    assert all(by_sha[s][0]["model_version"] == v2 for s in later), "a later file used the old model"
+    assert all(by_sha[s][0]["model_version"] == v2 for s in later), (
+        "a later file used the old model"
+    )
     print(f"\nall 320 distinct files final {settle:.1f} s after the last write")
 
     # 4. stop (SIGTERM): clean exit, the worker child is gone
@@ -217,7 +220,20 @@ def test_up_scores_every_file_once_survives_restart_and_model_refresh(
     phase("watch-only stopped")
     up2 = run_up("--workers", "2")
     phase("restarted")
-    rows = store.wait_final(offline | {_sha(doomed_data)}, timeout=120)
+    # 6. the worker dies (SIGKILL to its whole process group) as soon as it is scoring:
+    #    `up` restarts it and re-queues what it held; nothing is lost or doubled
+    worker_pid = int(re.search(r"pid (\d+)\)", up2.output).group(1))
+    end = time.monotonic() + 120
+    while time.monotonic() < end and not any(
+        r["status"] == "done" and r["sha256"] in offline for r in store.rows()
+    ):
+        time.sleep(0.05)
+    os.killpg(worker_pid, signal.SIGKILL)
+    n_final = sum(r["status"] in ("done", "failed") and r["sha256"] in offline for r in store.rows())
+    phase(f"worker killed with {n_final}/50 final")
+    rows = store.wait_final(offline | {_sha(doomed_data)}, timeout=180)
+    assert "worker restarted" in up2.output, up2.output
+    print("\n".join(line for line in up2.lines if "re-queued" in line or "restart" in line))
     by_sha = {}
     for r in rows:
         by_sha.setdefault(r["sha256"], []).append(r)

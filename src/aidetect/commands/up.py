@@ -83,6 +83,7 @@ class WorkerProcess:
             self._next_start = 0.0
             self.restarts += 1
             self.start()
+            click.echo(f"aidetect up: worker restarted (pid {self.pid})", err=True)
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -105,23 +106,38 @@ class WorkerProcess:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
-def _requeue_stranded() -> int:
-    """Rows left ``queued`` whose message is gone (broker emptied while we were down):
-    enqueue them again. Only when the queue is empty, so live messages are not doubled
-    (a doubled task is harmless anyway: results are written idempotently)."""
+
+def _safe(fn, *args: object) -> None:  # noqa: ANN001
+    """Run a housekeeping step; a busy store or a broker hiccup is retried next round."""
+    try:
+        fn(*args)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("%s failed: %s", getattr(fn, "__name__", fn), exc)
+
+
+def _requeue_stranded(older_than_s: float = 0.0) -> int:
+    """Rows left ``queued``/``processing`` whose message is gone (a worker killed while it
+    held them, a broker that lost its data while we were down): enqueue them again. Only
+    when the queue is empty, so a backlog is not doubled (a doubled task is harmless: the
+    task skips what is already scored)."""
     from aidetect import ingest
 
-    finder = getattr(ingest, "stranded_ids", None)
-    if finder is None:
-        return 0
     depth = ingest.queue_depth()
-    if depth is None or depth > 0:  # live messages (or unknown): the start-up scan covers the inbox
+    if depth is None or depth > 0:  # live messages (or unknown): look again later
         return 0
-    ids = list(finder())
+    ids = ingest.stranded_ids(older_than_s=older_than_s)
     if ids:
         ingest.enqueue(ids)
+        log.warning("re-queued %d stranded images", len(ids))
     return len(ids)
+
+
+SWEEP_EVERY_S = 15.0  # how often `up` looks for stranded rows
+STRANDED_AFTER_S = 120.0  # ... left queued/processing this long with an empty queue
 
 
 @click.command()
@@ -225,17 +241,33 @@ def up(
     click.echo(f"  heatmaps  {settings.heatmap_dir}")
     click.echo(f"  broker    {broker}")
     click.echo(f"  model     {model.version} ({model.path})")
-    click.echo(f"  workers   {n_workers or 'none here (--no-workers)'}")
+    click.echo(
+        f"  workers   {n_workers} processes (pid {worker.pid})"
+        if worker
+        else "  workers   none here (--no-workers)"
+    )
     if requeued:
         click.echo(f"  re-queued {requeued} images left queued by an earlier run")
     click.echo("  results   aidetect results   |   aidetect gui", nl=True)
     sys.stdout.flush()
 
     last_beat = 0.0
+    last_sweep = time.monotonic()
+    restarts_seen = 0
     try:
         while not stop.wait(0.5):
+            now = time.monotonic()
             if worker:
                 worker.check()
+                if worker.restarts != restarts_seen and worker.running:
+                    # the dead worker's batches are lost on the embedded broker (and wait for
+                    # the visibility timeout on Redis): queue them again now
+                    restarts_seen = worker.restarts
+                    _safe(_requeue_stranded)
+                    last_sweep = now
+            if now - last_sweep >= SWEEP_EVERY_S:
+                _safe(_requeue_stranded, STRANDED_AFTER_S)
+                last_sweep = now
             if not watcher.alive:
                 click.echo("aidetect up: watcher stopped unexpectedly; restarting it", err=True)
                 watcher.stop(flush=True)
@@ -248,7 +280,6 @@ def up(
                     mover.run_once()
                 except Exception as exc:  # the store may be busy; try again next round
                     log.warning("moving scored files failed: %s", exc)
-            now = time.monotonic()
             if heartbeat is not None and now - last_beat >= 5:
                 heartbeat.parent.mkdir(parents=True, exist_ok=True)
                 heartbeat.touch()
