@@ -113,6 +113,9 @@ def test_sql_filters_sort_and_paging(store_url: str) -> None:
     pages = [queries.fetch_page(eng, everything, off, 60) for off in range(0, n, 60)]
     keys = [r.key for p in pages for r in p]
     assert len(keys) == n == len(set(keys))  # paging covers every row exactly once
+    assert [
+        r.key for r in queries.iter_rows(eng, everything, chunk=77)
+    ] == keys  # the export's stream
     from_end = [queries.fetch_page(eng, everything, off, 60, total=n) for off in range(0, n, 60)]
     assert [r.key for p in from_end for r in p] == keys  # back half read in reverse: same rows
     by_conf = queries.Filters(sort="confidence")

@@ -472,15 +472,28 @@ def image_ids_for_paths(engine: Engine, paths: list[str]) -> list[int]:
     return ids
 
 
+def _all_stmt(filters: Filters, dialect: str) -> Any | None:
+    """Every matching row in the table's order, as one statement (for streaming)."""
+    arms = _filtered(filters, dialect)
+    if not arms:
+        return None
+    if len(arms) == 1:
+        arm_index = 0 if filters.status in (None, "", "done") else 1
+        return arms[0].order_by(*_order(filters, arm_index))
+    merged = union_all(*arms).subquery("rows")
+    return select(merged).order_by(*_outer_order(filters, merged))
+
+
 def iter_rows(engine: Engine, filters: Filters, chunk: int = 2000) -> Iterator[Row]:
-    """Every row matching ``filters`` in the table's order (for the CSV export)."""
-    offset = 0
-    while True:
-        rows = fetch_page(engine, filters, offset, chunk)
-        yield from rows
-        if len(rows) < chunk:
-            return
-        offset += chunk
+    """Every row matching ``filters`` in the table's order (for the CSV export), streamed
+    from one query rather than paged."""
+    stmt = _all_stmt(filters, engine.dialect.name)
+    if stmt is None:
+        return
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=chunk).execute(stmt)
+        for m in result.mappings():
+            yield _row(m)
 
 
 def export_csv(
