@@ -35,7 +35,10 @@ def _serve(requests: Any, replies: Any) -> None:
     from aidetect import ingest
 
     while True:
-        ids = requests.get()
+        try:
+            ids = requests.get()
+        except (EOFError, OSError):  # the window's process is gone
+            return
         if ids is None:
             return
         try:
