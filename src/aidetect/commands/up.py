@@ -219,7 +219,7 @@ def up(
     if worker:
         worker.start()
     requeued = _requeue_stranded()
-    sink = RegisterAndEnqueue(settings.inbox)
+    sink = RegisterAndEnqueue(settings.inbox, track=move_scored)
     watcher = InboxWatcher(
         settings.inbox,
         sink,
@@ -228,7 +228,7 @@ def up(
         skip_output_dirs=True,
     )
     watcher.start()
-    mover = ScoredFileMover(settings.inbox) if move_scored else None
+    mover = ScoredFileMover(settings.inbox, sink) if move_scored else None
 
     broker = (
         "embedded (filesystem, no server)" if settings.broker_is_embedded else settings.broker_url

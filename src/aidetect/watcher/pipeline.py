@@ -4,76 +4,104 @@ and (optionally) move scored files out of the way."""
 from __future__ import annotations
 
 import logging
-import os
 import shutil
+import threading
 from pathlib import Path
 
-from aidetect.watcher.names import OUTPUT_DIRS
-
 log = logging.getLogger("aidetect.watcher")
+
+FINAL = ("done", "failed")
 
 
 class RegisterAndEnqueue:
     """The watcher's sink: ``register_files`` (hash, one row per distinct content) then
-    ``enqueue`` (batched tasks). Files already known are not queued again."""
+    ``enqueue`` (batched tasks). Content already scored by the active model is not queued
+    again. With ``track``, remembers path -> image id for :class:`ScoredFileMover`."""
 
-    def __init__(self, inbox: Path) -> None:
+    def __init__(self, inbox: Path, track: bool = False) -> None:
         self.inbox = inbox
+        self.track = track
         self.registered = 0
         self.enqueued = 0
+        self.pending: dict[str, int] = {}
+        self.lock = threading.Lock()
 
     def __call__(self, paths: list[str]) -> None:
         from aidetect.ingest import enqueue, register_files
 
-        ids = register_files([Path(p) for p in paths], root=self.inbox)
+        reg = register_files([Path(p) for p in paths], root=self.inbox)
         self.registered += len(paths)
-        if ids:
-            enqueue(list(ids))
-            self.enqueued += len(ids)
-        log.info("%d files complete -> %d queued", len(paths), len(ids))
+        if reg:
+            enqueue(list(reg))
+            self.enqueued += len(reg)
+        if self.track:
+            with self.lock:
+                self.pending.update(zip(paths, reg.ids, strict=True))
+        log.info("%d files complete -> %d queued", len(paths), len(reg))
 
 
 class ScoredFileMover:
-    """Moves scored files from the inbox to ``processed/`` (done) or ``failed/`` (failed),
-    keeping their sub-folder, and records the new path in the store."""
+    """Moves files whose image is final from the inbox to ``processed/`` (done) or
+    ``failed/`` (failed), keeping their sub-folder (duplicates included: every path that
+    was handed off is moved once its content has a result), and records the new path in
+    the store when the image row points at the moved file."""
 
-    def __init__(self, inbox: Path) -> None:
+    def __init__(self, inbox: Path, sink: RegisterAndEnqueue) -> None:
         self.inbox = inbox.resolve()
+        self.sink = sink
         self.moved = 0
 
-    def run_once(self, limit: int = 500) -> int:
-        from sqlalchemy import select
+    def run_once(self) -> int:
+        from sqlalchemy import select, update
 
         from aidetect.db.engine import session_scope
         from aidetect.db.models import Image
 
-        prefix = str(self.inbox) + os.sep
-        moved = 0
+        with self.sink.lock:
+            pending = dict(self.sink.pending)
+        if not pending:
+            return 0
+        ids = sorted(set(pending.values()))
+        status: dict[int, str] = {}
         with session_scope() as s:
-            rows = s.scalars(
-                select(Image)
-                .where(Image.status.in_(("done", "failed")), Image.path.startswith(prefix))
-                .limit(limit)
-            ).all()
-            for row in rows:
-                src = Path(row.path)
+            for i in range(0, len(ids), 500):
+                status.update(
+                    s.execute(
+                        select(Image.id, Image.status).where(Image.id.in_(ids[i : i + 500]))
+                    ).all()
+                )
+        moves: list[tuple[str, int, Path]] = []
+        for path, image_id in pending.items():
+            st = status.get(image_id)
+            if st not in FINAL:
+                continue
+            src = Path(path)
+            with self.sink.lock:
+                self.sink.pending.pop(path, None)
+            if not src.exists():
+                continue
+            try:
                 rel = src.relative_to(self.inbox)
-                if rel.parts and rel.parts[0] in OUTPUT_DIRS:
-                    continue
-                dest_root = self.inbox / ("processed" if row.status == "done" else "failed")
-                dest = _free_name(dest_root / rel)
-                if not src.exists():
-                    continue
+            except ValueError:
+                continue
+            dest = _free_name(self.inbox / ("processed" if st == "done" else "failed") / rel)
+            try:
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    shutil.move(src, dest)
-                except OSError as exc:
-                    log.warning("could not move %s: %s", src, exc)
-                    continue
-                row.path = str(dest)
-                moved += 1
-        self.moved += moved
-        return moved
+                shutil.move(src, dest)
+            except OSError as exc:
+                log.warning("could not move %s: %s", src, exc)
+                continue
+            moves.append((path, image_id, dest))
+        if moves:
+            with session_scope() as s:
+                for path, image_id, dest in moves:
+                    s.execute(
+                        update(Image)
+                        .where(Image.id == image_id, Image.path == path)
+                        .values(path=str(dest))
+                    )
+        self.moved += len(moves)
+        return len(moves)
 
 
 def _free_name(path: Path) -> Path:
