@@ -18,6 +18,6 @@ case "$which" in
     out=${2:-build/models/seed}
     exec .venv/bin/aidetect train --data "cifake=$data" --out "$out" --arch seed \
       --jpeg-p 0.2 --blur-p 0.05 --grayscale-p 0.02 \
-      --epochs 14 --batch-size 128 --lr 1e-3 --patience 4 --seed 0 --threads 2 ;;
+      --epochs 14 --batch-size 128 --lr 1e-3 --patience 4 --seed 0 --threads ${THREADS:-2} ;;
   *) echo "usage: $0 [default|seed] [OUT]" >&2; exit 2 ;;
 esac

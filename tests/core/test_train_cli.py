@@ -139,3 +139,15 @@ def test_resume_with_other_options_refused(parquet_dir: Path, tmp_path: Path, ca
     rc = main(["train", "--data", str(parquet_dir), "--out", str(out), "--epochs", "1", "--lr", "0.1", "--resume",
                *TINY])
     assert rc == 2 and "lr" in capsys.readouterr().err
+
+
+def test_train_publish_makes_it_the_active_version(parquet_dir: Path, tmp_path: Path, aidetect_home: Path,
+                                                   capsys) -> None:
+    out = tmp_path / "published"
+    rc = main(["train", "--data", str(parquet_dir), "--out", str(out), "--epochs", "1", "--publish", *TINY])
+    assert rc == 0
+    version = ModelCard.load(out).version
+    assert f"active model version {version}" in capsys.readouterr().out
+    from aidetect.db.registry import active_model_dir
+
+    assert active_model_dir().resolve() == out.resolve()
