@@ -156,3 +156,33 @@ def write_report(out: Path, metrics: dict[str, Any], card: ModelCard, faithfulne
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def comparison_table(report_dirs: list[Path], names: list[str] | None = None) -> str:
+    """A markdown table comparing evaluation reports (``metrics.json`` of ``aidetect evaluate``)
+    column by column: parameters, training time, clean metrics and the robustness rows."""
+    import json
+
+    cols = []
+    for d in report_dirs:
+        m = json.loads((Path(d) / "metrics.json").read_text(encoding="utf-8"))
+        card = ModelCard.load(Path(m["model"]["dir"]))
+        cols.append((m, card))
+    names = names or [c.architecture for _, c in cols]
+    head = "| | " + " | ".join(names) + " |\n| --- |" + " ---: |" * len(cols) + "\n"
+    rows = [
+        ("parameters", [f"{c.training.get('parameters', 0):,}" for _, c in cols]),
+        ("training time (s)", [f"{c.training.get('seconds', 0):.0f} ({c.training.get('epochs_run')} epochs)" for _, c in cols]),
+        ("mean epoch (s)", [_f(float(np.mean([h['seconds'] for h in c.training.get('history', [])] or [0])), 0) for _, c in cols]),
+    ]
+    for key, label in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("roc_auc", "ROC AUC"),
+                       ("average_precision", "average precision"), ("ece", "ECE")):
+        rows.append((label, [_f(m["overall"][key]) for m, _ in cols]))
+    conds = [c for c in cols[0][0].get("robustness", {}) if c != "clean"]
+    for cond in conds:
+        rows.append((f"{cond}: accuracy / AUC / ECE", [
+            f"{_f(m['robustness'][cond]['accuracy'], 3)} / {_f(m['robustness'][cond]['roc_auc'], 3)} / "
+            f"{_f(m['robustness'][cond]['ece'], 3)}" if cond in m.get("robustness", {}) else "n/a"
+            for m, _ in cols
+        ]))
+    return head + "".join(f"| {label} | " + " | ".join(vals) + " |\n" for label, vals in rows)
