@@ -32,7 +32,7 @@ def test_verdict_fields_and_heatmap_range(detector: Detector) -> None:
         assert v.label in ("ai", "real") and 0.0 <= v.prob_ai <= 1.0
         assert v.label == detector.card.verdict(v.prob_ai)[0]
         assert v.model_version == detector.version
-        assert (v.width, v.height, v.format, v.tiles) == (32, 32, "JPEG", 1)
+        assert (v.width, v.height, v.format, v.tiles) == (32, 32, "JPEG", 1)  # CIFAKE: 32 px JPEG
         assert len(v.sha256) == 64
         assert v.cam is not None and v.cam.dtype == np.float32 and v.cam.shape == (32, 32)
         assert v.cam.min() >= 0.0 and v.cam.max() <= 1.0 and v.cam.max() == pytest.approx(1.0)
@@ -141,8 +141,9 @@ def test_large_image_is_tiled_with_full_size_heatmap(detector: Detector, tmp_pat
     path = tmp_path / "big.png"
     Image.fromarray(arr).save(path)
     (v,) = detector.classify([path], heatmap_dir=tmp_path / "hm")
-    nx, ny = tile_grid(500, 300, 32, detector.max_tiles)
-    assert v.ok and v.tiles == nx * ny and 12 <= v.tiles <= detector.max_tiles and (v.width, v.height) == (500, 300)
+    s = detector.input_size
+    nx, ny = tile_grid(500, 300, s, detector.max_tiles)
+    assert v.ok and v.tiles == nx * ny and 1 < v.tiles <= detector.max_tiles and (v.width, v.height) == (500, 300)
     assert v.cam.shape == (154, 256)  # image aspect, long side 256
     assert v.cam.min() >= 0 and v.cam.max() == pytest.approx(1.0)
     covered = v.cam > 0
@@ -150,8 +151,8 @@ def test_large_image_is_tiled_with_full_size_heatmap(detector: Detector, tmp_pat
     overlay = Image.open(v.overlay_path)
     assert overlay.size == (500, 300)
     # tile logits are averaged: the same as scoring the 16 tiles and averaging their logits
-    plan = plan_views(500, 300, 32, detector.tile_min_side, detector.max_tiles)
-    tiles = torch.stack([torch.from_numpy(arr[y : y + 32, x : x + 32].copy()).permute(2, 0, 1) for x, y in plan.tiles])
+    plan = plan_views(500, 300, s, detector.tile_min_side, detector.max_tiles)
+    tiles = torch.stack([torch.from_numpy(arr[y : y + s, x : x + s].copy()).permute(2, 0, 1) for x, y in plan.tiles])
     with torch.no_grad():
         logits = detector.model(detector.preset.normalise(tiles)).mean(0)
     expected = torch.softmax(logits / detector.card.temperature, 0)[AI_INDEX].item()
