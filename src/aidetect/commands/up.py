@@ -111,28 +111,46 @@ class WorkerProcess:
         return self.proc is not None and self.proc.poll() is None
 
 
-def _safe(fn, *args: object) -> None:  # noqa: ANN001
+def _safe(fn, *args: object) -> object:  # noqa: ANN001
     """Run a housekeeping step; a busy store or a broker hiccup is retried next round."""
     try:
-        fn(*args)
+        return fn(*args)
     except Exception as exc:  # noqa: BLE001
         log.warning("%s failed: %s", getattr(fn, "__name__", fn), exc)
+        return None
 
 
-def _requeue_stranded(older_than_s: float = 0.0) -> int:
+def _requeue_stranded(older_than_s: float = 0.0) -> int | None:
     """Rows left ``queued``/``processing`` whose message is gone (a worker killed while it
     held them, a broker that lost its data while we were down): enqueue them again. Only
     when the queue is empty, so a backlog is not doubled (a doubled task is harmless: the
-    task skips what is already scored)."""
+    task skips what is already scored). Returns None while the queue is not empty."""
     from aidetect import ingest
 
     depth = ingest.queue_depth()
     if depth is None or depth > 0:  # live messages (or unknown): look again later
-        return 0
+        return None
     ids = ingest.stranded_ids(older_than_s=older_than_s)
     if ids:
         ingest.enqueue(ids)
-        log.warning("re-queued %d stranded images", len(ids))
+        click.echo(f"aidetect up: re-queued {len(ids)} images whose batch was lost", err=True)
+    return len(ids)
+
+
+def _requeue_processing() -> int:
+    """After our worker died: the images it was scoring (``processing``) lost their message
+    (embedded broker) or wait for the visibility timeout (Redis); queue them now."""
+    from sqlalchemy import select
+
+    from aidetect import ingest
+    from aidetect.db.engine import session_scope
+    from aidetect.db.models import Image
+
+    with session_scope() as s:
+        ids = list(s.scalars(select(Image.id).where(Image.status == "processing")).all())
+    if ids:
+        ingest.enqueue(ids)
+        click.echo(f"aidetect up: re-queued {len(ids)} images the dead worker held", err=True)
     return len(ids)
 
 
@@ -218,7 +236,7 @@ def up(
     worker = WorkerProcess(n_workers) if n_workers else None
     if worker:
         worker.start()
-    requeued = _requeue_stranded()
+    requeued = _requeue_stranded() or 0
     sink = RegisterAndEnqueue(settings.inbox, track=move_scored)
     watcher = InboxWatcher(
         settings.inbox,
@@ -254,6 +272,7 @@ def up(
     last_beat = 0.0
     last_sweep = time.monotonic()
     restarts_seen = 0
+    after_crash = False
     try:
         while not stop.wait(0.5):
             now = time.monotonic()
@@ -261,11 +280,16 @@ def up(
                 worker.check()
                 if worker.restarts != restarts_seen and worker.running:
                     # the dead worker's batches are lost on the embedded broker (and wait for
-                    # the visibility timeout on Redis): queue them again now
+                    # the visibility timeout on Redis): queue them again now, and the ones it
+                    # had prefetched once the queue has drained
                     restarts_seen = worker.restarts
-                    _safe(_requeue_stranded)
-                    last_sweep = now
-            if now - last_sweep >= SWEEP_EVERY_S:
+                    _safe(_requeue_processing)
+                    after_crash = True
+            if after_crash and now - last_sweep >= 2.0:
+                last_sweep = now
+                if _safe(_requeue_stranded) is not None:
+                    after_crash = False
+            elif now - last_sweep >= SWEEP_EVERY_S:
                 _safe(_requeue_stranded, STRANDED_AFTER_S)
                 last_sweep = now
             if not watcher.alive:
