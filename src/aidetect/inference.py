@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import math
 import threading
 import time
@@ -36,6 +37,8 @@ from aidetect.explain.cam import DEFAULT_METHOD, batched_cam, normalise, resolve
 from aidetect.explain.overlay import cam_to_png8, heatmap_names, render_overlay, write_png
 from aidetect.model import AI_INDEX, CLASSES, EvalPreset, ModelCard, load_image, load_model_dir
 from aidetect.model.preprocess import Normalisation, _to_rgb
+
+log = logging.getLogger(__name__)
 
 Item = str | Path | bytes | Image.Image
 Target = Literal["predicted", "other"]
@@ -66,6 +69,7 @@ class Verdict:
     cam_class: str | None = None  # class explained: "ai" | "real"
     cam_path: str | None = None
     overlay_path: str | None = None
+    heatmap_error: str | None = None  # files could not be written (the verdict itself stands)
     timings: dict[str, float] = field(default_factory=dict)  # seconds, per image
 
     @property
@@ -91,6 +95,7 @@ class Verdict:
             "cam_class": self.cam_class,
             "cam_path": self.cam_path,
             "overlay_path": self.overlay_path,
+            "heatmap_error": self.heatmap_error,
             "timings": {k: round(v, 6) for k, v in self.timings.items()},
         }
 
@@ -452,7 +457,11 @@ class Detector:
                 v.timings["cam"] = time.perf_counter() - t1
                 if out_dir is not None:
                     t2 = time.perf_counter()
-                    self._write(v, out_dir, d.image)
+                    try:
+                        self._write(v, out_dir, d.image)
+                    except OSError as exc:  # disk full, permissions: the verdict stands
+                        v.heatmap_error = f"{out_dir}: heatmap not written ({exc.strerror or exc})"
+                        log.warning("%s: %s", v.source, v.heatmap_error)
                     v.timings["write"] = time.perf_counter() - t2
             v.timings["total"] = sum(v.timings.values())
         return verdicts

@@ -76,3 +76,13 @@ def test_overlay_colours_capped_size_and_opacity() -> None:
     assert np.abs(faint.astype(int) - 128).mean() < np.abs(ov.astype(int) - 128).mean()
     ok, _ = cv2.imencode(".png", ov)
     assert ok
+
+
+def test_unwritable_heatmap_dir_keeps_the_verdicts(detector: Detector, tmp_path: Path) -> None:
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("x")
+    files = sorted((MINI / "ai").glob("*"))[:2]
+    verdicts = detector.classify(files, heatmap_dir=blocker / "hm")
+    for v in verdicts:
+        assert v.ok and v.label and v.cam is not None
+        assert v.overlay_path is None and v.heatmap_error and "heatmap not written" in v.heatmap_error
