@@ -187,6 +187,8 @@ def stitch(cams: np.ndarray, plan: ViewPlan, width: int, height: int) -> np.ndar
     kept, long side <= CAM_MAX_SIDE), normalised to [0, 1] over the image (so tiles keep
     their relative importance). Parts no view saw (outside a centre crop) stay 0."""
     cw, ch = cam_canvas_size(width, height)
+    if len(plan.regions) == 1 and plan.regions[0] == (0.0, 0.0, float(width), float(height)):
+        return normalise(cv2.resize(cams[0], (cw, ch), interpolation=cv2.INTER_LINEAR))  # one view, whole image
     sx, sy = cw / width, ch / height
     acc = np.zeros((ch, cw), np.float32)
     cnt = np.zeros((ch, cw), np.float32)

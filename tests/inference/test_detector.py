@@ -166,3 +166,16 @@ def test_tiling_can_be_turned_off(tmp_path: Path) -> None:
     img = Image.fromarray((np.random.default_rng(2).random((200, 120, 3)) * 255).astype(np.uint8))
     (v,) = det.classify([img])
     assert v.ok and v.tiles == 1 and v.cam.shape == (200, 120)
+
+
+def test_shared_between_threads(detector: Detector) -> None:
+    """The GUI calls one Detector from worker threads: concurrent calls give the same
+    answers as sequential ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = mini_files(8)
+    expected = [v.prob_ai for v in detector.classify(files)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda f: detector.classify([f])[0], files * 2))
+    assert [r.prob_ai for r in results] == pytest.approx(expected * 2, abs=1e-5)
+    assert all(r.cam is not None for r in results)
