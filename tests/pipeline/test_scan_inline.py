@@ -6,8 +6,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -81,35 +83,36 @@ def test_scan_inline_bad_inputs_and_rescan(aidetect_home: Path, tmp_path: Path, 
     assert main(["results", "--since", "yesterday"]) == 2
 
 
-def test_unreadable_file_fails_alone(aidetect_home: Path, tmp_path: Path) -> None:
+def test_unreadable_file_fails_alone(tmp_path: Path) -> None:
     """A file the scanning user cannot read becomes a failed row. Tests run as root, for
-    whom chmod 000 blocks nothing, so the scan runs as user nobody (setpriv)."""
-    folder = tmp_path / "scan"
-    write_images(folder, 3)
-    secret = folder / "secret.png"
-    secret.write_bytes((folder / "img_00000.png").read_bytes() + b"x")
-    secret.chmod(0)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIDETECT_")}
-    env["AIDETECT_HOME"] = str(aidetect_home)
-    cmd = [sys.executable, "-m", "aidetect.cli", "scan", str(folder), "--inline", "--json"]
-    if os.geteuid() == 0:
-        if subprocess.run(["which", "setpriv"], capture_output=True).returncode != 0:
-            pytest.skip("running as root without setpriv: cannot make a file unreadable")
-        for p in [tmp_path, *tmp_path.parents]:
-            if p == Path("/"):
-                break
-            p.chmod(p.stat().st_mode | 0o111)  # nobody may traverse to the test folder
-        os.chmod(tmp_path, 0o777)
-        for p in [aidetect_home, folder]:
-            p.chmod(0o777)
-        for p in folder.iterdir():
-            if p != secret:
-                p.chmod(0o644)
-        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
-        env["HOME"] = str(aidetect_home)
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr
-    rows = {Path(r["path"]).name: r for r in json.loads(proc.stdout)}
-    assert rows["secret.png"]["status"] == "failed"
-    assert "permission denied" in rows["secret.png"]["error"]
-    assert sum(r["status"] == "done" for r in rows.values()) == 3
+    whom chmod 000 blocks nothing, so the scan then runs as user nobody (setpriv), in a
+    folder of its own outside pytest's private (0700) temp root."""
+    as_root = os.geteuid() == 0
+    if as_root and shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: cannot make a file unreadable")
+    base = Path(tempfile.mkdtemp(prefix="aidetect-unreadable-")) if as_root else tmp_path
+    try:
+        base.chmod(0o777)
+        home, folder = base / "home", base / "scan"
+        home.mkdir()
+        home.chmod(0o777)
+        write_images(folder, 3)
+        folder.chmod(0o755)
+        secret = folder / "secret.png"
+        secret.write_bytes((folder / "img_00000.png").read_bytes() + b"x")
+        secret.chmod(0)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIDETECT_")}
+        env["AIDETECT_HOME"] = str(home)
+        env["HOME"] = str(home)
+        cmd = [sys.executable, "-m", "aidetect.cli", "scan", str(folder), "--inline", "--json"]
+        if as_root:
+            cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+        assert proc.returncode == 0, proc.stderr
+        rows = {Path(r["path"]).name: r for r in json.loads(proc.stdout)}
+        assert rows["secret.png"]["status"] == "failed"
+        assert "permission denied" in rows["secret.png"]["error"]
+        assert sum(r["status"] == "done" for r in rows.values()) == 3
+    finally:
+        if as_root:
+            shutil.rmtree(base, ignore_errors=True)
