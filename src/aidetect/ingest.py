@@ -69,6 +69,8 @@ def iter_files(root: Path | str, recursive: bool = False) -> Iterator[Path]:
             if name.startswith("."):
                 continue
             p = Path(dirpath) / name
+            if p.is_dir():  # a symlink to a folder: not followed
+                continue
             if p.is_symlink() or p.is_file() or not p.exists():
                 yield p
 
