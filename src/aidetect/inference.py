@@ -34,7 +34,13 @@ from PIL import Image
 from aidetect.config import get_settings
 from aidetect.errors import AidetectError, ImageLoadError
 from aidetect.explain.cam import DEFAULT_METHOD, batched_cam, normalise, resolve_method
-from aidetect.explain.overlay import cam_to_png8, heatmap_names, render_overlay, write_png
+from aidetect.explain.overlay import (
+    cam_to_png8,
+    heatmap_names,
+    overlay_size,
+    render_overlay,
+    write_png,
+)
 from aidetect.model import AI_INDEX, CLASSES, EvalPreset, ModelCard, load_image, load_model_dir
 from aidetect.model.preprocess import Normalisation, _to_rgb
 
@@ -208,7 +214,9 @@ def stitch(cams: np.ndarray, plan: ViewPlan, width: int, height: int) -> np.ndar
 @dataclass
 class _Decoded:
     index: int
-    image: Image.Image
+    width: int
+    height: int
+    overlay_base: np.ndarray | None  # RGB already at overlay size (kept only to draw overlays)
     sha256: str
     format: str | None
 
@@ -266,7 +274,7 @@ def _sniff_format(data: bytes) -> str | None:
 
 @dataclass
 class Prepared:
-    """Output of :meth:`Detector.prepare`: one verdict per item, the decoded images, their
+    """Output of :meth:`Detector.prepare`: one verdict per item, what was decoded, their
     view plans, each image's row range in ``batch`` (normalised views; None if no image
     could be decoded)."""
 
@@ -366,9 +374,11 @@ class Detector:
             return self._write(verdict, Path(out_dir), image)
 
     # -- internals ----------------------------------------------------------------------
-    def prepare(self, items: Sequence[Item]) -> Prepared:
+    def prepare(self, items: Sequence[Item], keep_overlay_base: bool = False) -> Prepared:
         """Decode + preprocess stage only (no model): the verdict shells (errors filled in
-        for bad items) and the normalised batch of views. ``classify`` = this + the pass."""
+        for bad items) and the normalised batch of views. ``classify`` = this + the pass.
+        Decoded images are not kept (a batch of large photos would hold gigabytes); with
+        ``keep_overlay_base`` a copy already shrunk to the overlay's size is."""
         verdicts = [Verdict(source=_source_name(it, i), model_version=self.version) for i, it in enumerate(items)]
         decoded: list[_Decoded] = []
         views: list[torch.Tensor] = []
@@ -395,7 +405,9 @@ class Detector:
                 views.append(self.preset.to_uint8(img))
             rows.append((start, len(views)))
             plans.append(plan)
-            decoded.append(_Decoded(i, img, sha, fmt))
+            base = self._overlay_base(img) if keep_overlay_base else None
+            decoded.append(_Decoded(i, img.width, img.height, base, sha, fmt))
+            del img
             v.tiles = len(views) - start
             v.timings["decode"] = t1 - t0
             v.timings["preprocess"] = time.perf_counter() - t1
@@ -409,7 +421,7 @@ class Detector:
         return Prepared(verdicts, decoded, plans, rows, batch)
 
     def _classify(self, items: list[Item], explain: bool, target: Target, heatmap_dir: str | Path | None) -> list[Verdict]:
-        prep = self.prepare(items)
+        prep = self.prepare(items, keep_overlay_base=heatmap_dir is not None)
         verdicts, decoded, plans, rows, batch = prep.verdicts, prep.decoded, prep.plans, prep.rows, prep.batch
         if batch is None:
             return verdicts
@@ -451,7 +463,7 @@ class Detector:
             v.timings["model"] = model_s
             if cams is not None:
                 a, b = rows[k]
-                w, h = d.image.size
+                w, h = d.width, d.height
                 v.cam = stitch(cams[a:b], plans[k], w, h)
                 v.cam_method, v.cam_target = self.cam_method, target
                 pred = AI_INDEX if v.label == "ai" else 1 - AI_INDEX
@@ -460,7 +472,7 @@ class Detector:
                 if out_dir is not None:
                     t2 = time.perf_counter()
                     try:
-                        self._write(v, out_dir, d.image)
+                        self._write(v, out_dir, d.overlay_base)
                     except OSError as exc:  # disk full, permissions: the verdict stands
                         v.heatmap_error = f"{out_dir}: heatmap not written ({exc.strerror or exc})"
                         log.warning("%s: %s", v.source, v.heatmap_error)
@@ -472,7 +484,14 @@ class Detector:
         t = float(self.card.temperature or 1.0)
         return torch.softmax(logits.detach().float() / t, dim=1)[:, AI_INDEX].cpu().numpy().astype(np.float64)
 
-    def _write(self, verdict: Verdict, out_dir: Path, image: Item) -> tuple[Path, Path]:
+    def _overlay_base(self, img: Image.Image) -> np.ndarray:
+        arr = np.asarray(img)
+        size = overlay_size(img.width, img.height, self.settings.overlay_max_side)
+        if size != img.size:
+            arr = cv2.resize(arr, size, interpolation=cv2.INTER_AREA)
+        return arr
+
+    def _write(self, verdict: Verdict, out_dir: Path, image: Item | np.ndarray) -> tuple[Path, Path]:
         assert verdict.cam is not None and verdict.sha256 is not None
         cam_rel, ov_rel = heatmap_names(
             verdict.sha256, self.version, verdict.cam_method or self.cam_method,
@@ -482,7 +501,12 @@ class Detector:
         if not cam_path.exists():
             write_png(cam_path, cam_to_png8(verdict.cam))
         if not ov_path.exists():
-            img = _to_rgb(image) if isinstance(image, Image.Image) else _decode(image, verdict.source)[0]
+            if isinstance(image, np.ndarray):
+                img: Image.Image | np.ndarray = image
+            elif isinstance(image, Image.Image):
+                img = _to_rgb(image)
+            else:
+                img = _decode(image, verdict.source)[0]
             write_png(
                 ov_path,
                 render_overlay(img, verdict.cam, self.settings.overlay_max_side, self.settings.overlay_alpha),
