@@ -150,6 +150,17 @@ class Store:
             r["label"] = last.get("label")
         return images
 
+    def count_done(self) -> int:
+        """Cheap poll: images with status done."""
+        try:
+            con = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
+            try:
+                return con.execute("SELECT count(*) FROM images WHERE status = 'done'").fetchone()[0]
+            finally:
+                con.close()
+        except sqlite3.OperationalError:
+            return 0
+
     def wait_final(self, keys: set[str], timeout: float) -> list[dict]:
         """Wait until every sha256 in ``keys`` has a done/failed row; return all rows."""
         end = time.monotonic() + timeout

@@ -187,6 +187,7 @@ def test_up_scores_every_file_once_survives_restart_and_model_refresh(
         "a later file used the old model"
     )
     print(f"\nall 320 distinct files final {settle:.1f} s after the last write")
+    results_before = {r["sha256"]: len(r["predictions"]) for r in rows}
 
     # 4. stop (SIGTERM): clean exit, the worker child is gone
     phase("checked")
@@ -223,27 +224,52 @@ def test_up_scores_every_file_once_survives_restart_and_model_refresh(
     # 6. the worker dies (SIGKILL to its whole process group) as soon as it is scoring:
     #    `up` restarts it and re-queues what it held; nothing is lost or doubled
     worker_pid = int(re.search(r"pid (\d+)\)", up2.output).group(1))
+    for i in range(100):  # more work in flight while the worker dies
+        data = make_image_bytes(6000 + i, "PNG")
+        _copy_in(data, staging, inbox / "after" / f"a_{i:03d}.png")
+        offline.add(_sha(data))
+    done_before = store.count_done()
     end = time.monotonic() + 120
-    while time.monotonic() < end and not any(
-        r["status"] == "done" and r["sha256"] in offline for r in store.rows()
-    ):
-        time.sleep(0.05)
+    while time.monotonic() < end and store.count_done() == done_before:
+        time.sleep(0.01)
+    # a batch that dies with the worker, made deterministic: 10 images queued in the store
+    # whose message never reaches the broker; only `up`'s crash recovery can finish them
+    from aidetect.ingest import register_files
+
+    lost_dir = tmp_path / "lost"
+    lost_dir.mkdir()
+    lost: set[str] = set()
+    for i in range(10):
+        data = make_image_bytes(7000 + i, "PNG")
+        (lost_dir / f"lost_{i}.png").write_bytes(data)
+        lost.add(_sha(data))
+    assert len(register_files(sorted(lost_dir.iterdir()), root=lost_dir)) == 10
     os.killpg(worker_pid, signal.SIGKILL)
-    n_final = sum(r["status"] in ("done", "failed") and r["sha256"] in offline for r in store.rows())
-    phase(f"worker killed with {n_final}/50 final")
-    rows = store.wait_final(offline | {_sha(doomed_data)}, timeout=180)
+    n_final = sum(
+        r["status"] in ("done", "failed") and r["sha256"] in offline for r in store.rows()
+    )
+    phase(f"worker killed with {n_final}/150 final")
+    end = time.monotonic() + 30
+    while time.monotonic() < end and "worker restarted" not in up2.output:
+        time.sleep(0.1)
     assert "worker restarted" in up2.output, up2.output
+    rows = store.wait_final(offline | lost | {_sha(doomed_data)}, timeout=180)
+    assert "re-queued" in up2.output
     print("\n".join(line for line in up2.lines if "re-queued" in line or "restart" in line))
     by_sha = {}
     for r in rows:
         by_sha.setdefault(r["sha256"], []).append(r)
-    for sha in offline:
+    for sha in offline | lost:
         assert len(by_sha[sha]) == 1 and by_sha[sha][0]["status"] == "done"
         assert by_sha[sha][0]["model_version"] == v2
     (gone,) = by_sha[_sha(doomed_data)]
     assert gone["status"] == "failed" and gone["error"], gone
-    # nothing from the first run was scored again or doubled by the restart
-    assert len(rows) == 320 + 50 + 1
+    # nothing from the first run was scored again (not even by the newer model: that is
+    # `aidetect scan --rescore`) or doubled by the restarts
+    assert len(rows) == 320 + 150 + 10 + 1
+    assert {
+        r["sha256"]: len(r["predictions"]) for r in rows if r["sha256"] in results_before
+    } == results_before
     phase("offline files final")
     assert up2.stop(signal.SIGINT) == 0, up2.output
     phase("stopped again")

@@ -216,7 +216,7 @@ def up(
     from aidetect.db.migrate import init_db
     from aidetect.db.registry import active_model
     from aidetect.ingest import check_broker
-    from aidetect.watcher.pipeline import RegisterAndEnqueue, ScoredFileMover
+    from aidetect.watcher.pipeline import RegisterAndEnqueue, ScoredFileMover, known_final_paths
     from aidetect.watcher.service import InboxWatcher
 
     init_db()
@@ -238,13 +238,19 @@ def up(
         worker.start()
     requeued = _requeue_stranded() or 0
     sink = RegisterAndEnqueue(settings.inbox, track=move_scored)
-    watcher = InboxWatcher(
-        settings.inbox,
-        sink,
-        polling=use_polling,
-        debounce_s=settings.watch_debounce_s,
-        skip_output_dirs=True,
-    )
+
+    def make_watcher() -> InboxWatcher:
+        return InboxWatcher(
+            settings.inbox,
+            sink,
+            polling=use_polling,
+            debounce_s=settings.watch_debounce_s,
+            skip_output_dirs=True,
+            # with --move-scored, scored files still in the inbox must pass through the sink
+            known=None if move_scored else known_final_paths,
+        )
+
+    watcher = make_watcher()
     watcher.start()
     mover = ScoredFileMover(settings.inbox, sink) if move_scored else None
 
@@ -295,9 +301,7 @@ def up(
             if not watcher.alive:
                 click.echo("aidetect up: watcher stopped unexpectedly; restarting it", err=True)
                 watcher.stop(flush=True)
-                watcher = InboxWatcher(
-                    settings.inbox, sink, polling=use_polling, debounce_s=settings.watch_debounce_s
-                )
+                watcher = make_watcher()
                 watcher.start()
             if mover is not None:
                 try:

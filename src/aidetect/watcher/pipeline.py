@@ -40,6 +40,37 @@ class RegisterAndEnqueue:
         log.info("%d files complete -> %d queued", len(paths), len(reg))
 
 
+def known_final_paths(paths: list[str]) -> set[str]:
+    """The paths whose image row is final (done/failed) for this very file: same path, same
+    size, and not modified since the row was last updated. The start-up scan skips them, so
+    a restart neither re-hashes a large inbox nor re-scores it with a newly promoted model
+    (that is what ``aidetect scan --rescore`` is for)."""
+    import os
+    from datetime import UTC
+
+    from sqlalchemy import select
+
+    from aidetect.db.engine import session_scope
+    from aidetect.db.models import Image
+
+    with session_scope() as s:
+        rows = s.execute(
+            select(Image.path, Image.size, Image.updated).where(
+                Image.path.in_(paths), Image.status.in_(FINAL)
+            )
+        ).all()
+    out: set[str] = set()
+    for path, size, updated in rows:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        stamp = updated if updated.tzinfo else updated.replace(tzinfo=UTC)
+        if (size is None or st.st_size == size) and st.st_mtime <= stamp.timestamp():
+            out.add(path)
+    return out
+
+
 class ScoredFileMover:
     """Moves files whose image is final from the inbox to ``processed/`` (done) or
     ``failed/`` (failed), keeping their sub-folder (duplicates included: every path that

@@ -40,8 +40,9 @@ class InboxWatcher:
     """Watch ``inbox`` (recursively) and hand complete files to ``sink`` in batches.
 
     Start-up scan: files already in the inbox are handed to the sink too (the sink
-    de-duplicates by content hash); those modified in the last ``settle_s`` seconds go
-    through the completeness check first, as they may still be being written.
+    de-duplicates by content hash), except those ``known(paths)`` says already have a final
+    result; those modified in the last ``settle_s`` seconds go through the completeness
+    check first, as they may still be being written.
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class InboxWatcher:
         quiet_s: float = 10.0,
         skip_output_dirs: bool = True,
         tick_s: float = 0.05,
+        known: Callable[[list[str]], set[str]] | None = None,
     ) -> None:
         self.inbox = Path(inbox).resolve()
         self.sink = sink
@@ -65,6 +67,7 @@ class InboxWatcher:
         self.poll_interval_s = poll_interval_s
         self.skip_output_dirs = skip_output_dirs
         self.tick_s = tick_s
+        self.known = known
         self.settle_s = settle_s
         self.tracker = CompletenessTracker(
             polling=polling, stable_s=max(poll_interval_s, 0.2), settle_s=settle_s, quiet_s=quiet_s
@@ -139,15 +142,23 @@ class InboxWatcher:
             except OSError:
                 continue
             (fresh if now - mtime < self.settle_s else settled).append(path)
+        skipped = 0
+        if self.known is not None and settled:
+            known: set[str] = set()
+            for i in range(0, len(settled), 1000):
+                known |= self.known(settled[i : i + 1000])
+            skipped = len(known)
+            settled = [p for p in settled if p not in known]
         with self._lock:
             for p in fresh:
                 self.tracker.seen(p)  # stable for settle_s, or closed by its writer
             self.debouncer.add(settled)
         if settled or fresh:
             log.info(
-                "start-up scan: %d files in the inbox (%d still settling)",
+                "start-up scan: %d new files in the inbox (%d still settling), %d already scored",
                 len(settled) + len(fresh),
                 len(fresh),
+                skipped,
             )
 
     def _walk(self) -> Iterator[str]:
