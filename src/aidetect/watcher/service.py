@@ -70,7 +70,7 @@ class InboxWatcher:
         self.known = known
         self.settle_s = settle_s
         self.tracker = CompletenessTracker(
-            polling=polling, stable_s=max(poll_interval_s, 0.2), settle_s=settle_s, quiet_s=quiet_s
+            polling=polling, stable_s=max(2 * poll_interval_s, 0.2), settle_s=settle_s, quiet_s=quiet_s
         )
         self.debouncer = Debouncer(quiet_s=debounce_s, max_wait_s=max_wait_s, max_items=max_batch)
         self._lock = threading.Lock()
