@@ -47,8 +47,9 @@ def _pdeathsig() -> None:  # pragma: no cover - runs in the child before exec
 class WorkerProcess:
     """One ``aidetect worker`` child, restarted with back-off when it dies."""
 
-    def __init__(self, concurrency: int, grace_s: float = 60.0) -> None:
+    def __init__(self, concurrency: int, grace_s: float = 60.0, loglevel: str = "WARNING") -> None:
         self.concurrency = concurrency
+        self.loglevel = loglevel
         self.grace_s = grace_s
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
@@ -56,7 +57,16 @@ class WorkerProcess:
         self._next_start = 0.0
 
     def start(self) -> None:
-        cmd = [sys.executable, "-m", "aidetect.cli", "worker", "-c", str(self.concurrency)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "aidetect.cli",
+            "worker",
+            "-c",
+            str(self.concurrency),
+            "-l",
+            self.loglevel,
+        ]
         self.proc = subprocess.Popen(
             cmd,
             start_new_session=True,  # Ctrl-C reaches `up` only; `up` stops the worker
@@ -233,7 +243,9 @@ def up(
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
 
-    worker = WorkerProcess(n_workers) if n_workers else None
+    worker = (
+        WorkerProcess(n_workers, loglevel="INFO" if verbose else "WARNING") if n_workers else None
+    )
     if worker:
         worker.start()
     requeued = _requeue_stranded() or 0
