@@ -116,3 +116,13 @@ def test_unreadable_file_fails_alone(tmp_path: Path) -> None:
     finally:
         if as_root:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def test_scan_without_worker_scores_in_process(aidetect_home: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """No worker alive on the embedded broker: scan says so and scores in this process."""
+    write_images(tmp_path / "scan", 4)
+    code, out, err = _scan([str(tmp_path / "scan"), "--worker-wait", "1", "--json"], capsys)
+    assert code == 0, err
+    assert "no worker alive" in err and "scoring in this process" in err
+    rows = json.loads(out)
+    assert len(rows) == 4 and all(r["status"] == "done" for r in rows)
