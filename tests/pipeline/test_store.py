@@ -149,3 +149,17 @@ def test_sqlite_concurrent_writers(store_url: str, tmp_path: Path) -> None:
     assert not errors, errors
     with session_scope() as s:
         assert s.scalar(select(func.count(Prediction.id))) == 40
+
+
+def test_pipeline_modules_do_not_import_torch() -> None:
+    """The Celery parent, the CLI and the watcher import these before forking workers:
+    torch must not be imported (or run) there."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, aidetect.worker.app, aidetect.worker.tasks, aidetect.ingest, aidetect.db.registry, "
+        "aidetect.db.queries, aidetect.commands.scan, aidetect.commands.worker; "
+        "sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
