@@ -8,6 +8,6 @@ model=${1:-src/aidetect/models/default}
 name=${2:-default}
 data=${AIDETECT_SHARED_DATA:-../shared/data}
 .venv/bin/aidetect evaluate --model "$model" --data "cifake=$data/cifake" --split test \
-  --out "reports/$name-cifake" --threads "${THREADS:-2}" --quiet
+  --out "reports/$name-cifake" --threads "${THREADS:-2}" --quiet ${EXPLAIN:+--explain $EXPLAIN}
 .venv/bin/aidetect evaluate --model "$model" --data "coco_sd=$data/coco_sd" \
-  --out "reports/$name-coco_sd" --threads "${THREADS:-2}" --quiet ${EXPLAIN:+--explain $EXPLAIN}
+  --out "reports/$name-coco_sd" --threads "${THREADS:-2}" --quiet

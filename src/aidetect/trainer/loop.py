@@ -62,6 +62,7 @@ class TrainConfig:
     band_target_accuracy: float = 0.99
     progress: bool = True
     evaluate_test: bool = True
+    init: Path | None = None  # start from this model directory's weights (fine-tuning)
 
     def fingerprint(self) -> dict[str, Any]:
         d = asdict(self)
@@ -200,6 +201,18 @@ class Trainer:
         norm = Normalisation()
         self.model = create_model(cfg.arch, **cfg.arch_kwargs).to(self.device, memory_format=torch.channels_last)
         n_params = sum(p.numel() for p in self.model.parameters())
+        self.init_card: ModelCard | None = None
+        if cfg.init is not None:
+            from aidetect.model import load_model_dir
+
+            init_model, self.init_card = load_model_dir(cfg.init)
+            if (self.init_card.architecture, self.init_card.arch_kwargs) != (cfg.arch, cfg.arch_kwargs):
+                raise AidetectError(
+                    f"--init {cfg.init}: its architecture {self.init_card.architecture} "
+                    f"{self.init_card.arch_kwargs} differs from --arch {cfg.arch} {cfg.arch_kwargs}"
+                )
+            self.model.load_state_dict(init_model.state_dict())
+            self.log(f"starting from the weights of {cfg.init} ({self.init_card.version})")
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         steps = max(1, len(self.train_mem) // cfg.batch_size)
         self.sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -309,6 +322,19 @@ class Trainer:
                 self.log(
                     "test: accuracy {accuracy:.4f}  AUC {roc_auc:.4f}  ECE {ece:.4f}  (n={n})".format(**m)
                 )
+        training_extra: dict[str, Any] = {}
+        offset = 0
+        if self.init_card is not None:
+            prev = self.init_card.training
+            prev_hist = [{**h, "stage": 1} for h in prev.get("history", [])]
+            offset = len(prev_hist)
+            history = prev_hist + [{**h, "epoch": h["epoch"] + len(prev_hist), "stage": 2} for h in history]
+            training_extra = {
+                "init_from": {"dir": str(self.cfg.init), "version": self.init_card.version,
+                              "seconds": prev.get("seconds"), "epochs_run": prev.get("epochs_run"),
+                              "config": prev.get("config")},
+                "seconds_total": round(float(prev.get("seconds") or 0) + self.elapsed, 1),
+            }
         classes: dict[str, str] = {}
         for s in self.sources:
             classes.update({str(s.value_names[v]): c for v, c in s.value_to_class.items()})
@@ -325,7 +351,7 @@ class Trainer:
             training={
                 "epochs_run": len(history),
                 "epochs_max": cfg.epochs,
-                "best_epoch": best["epoch"] + 1,
+                "best_epoch": best["epoch"] + 1 + offset,
                 "stopped_early": stopped_early,
                 "seconds": round(self.elapsed, 1),
                 "parameters": n_params,
@@ -337,6 +363,7 @@ class Trainer:
                 "torch": torch.__version__,
                 "python": platform.python_version(),
                 "history": history,
+                **training_extra,
             },
             created=datetime.now(UTC).isoformat(timespec="seconds"),
         )
