@@ -28,6 +28,21 @@ def _argv(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
+def _command_lines(argv: list[str]) -> list[list[str]]:
+    """The command lines a service runs: argv itself, or each line of an ``sh -c`` script
+    (``exec`` dropped; compose's ``$$`` escapes and ``$(...)`` left as one word)."""
+    if argv[:2] == ["sh", "-c"]:
+        lines = []
+        for part in argv[2].replace("&&", ";").split(";"):
+            words = shlex.split(part.replace("$$", "$"))
+            if words and words[0] == "exec":
+                words = words[1:]
+            if words:
+                lines.append(words)
+        return lines
+    return [argv]
+
+
 def _check_aidetect_argv(argv: list[str]) -> None:
     """Resolve ``aidetect <cmd> [<sub>] [options]`` through the real click objects."""
     assert argv[0] == "aidetect"
@@ -91,7 +106,7 @@ def test_every_aidetect_command_exists(compose: dict[str, Any]) -> None:
     for name, svc in compose["services"].items():
         lines = []
         if "command" in svc:
-            lines.append(_argv(svc["command"]))
+            lines.extend(_command_lines(_argv(svc["command"])))
         test = (svc.get("healthcheck") or {}).get("test") or []
         if test and test[0] == "CMD":
             lines.append([str(t) for t in test[1:]])
@@ -102,6 +117,14 @@ def test_every_aidetect_command_exists(compose: dict[str, Any]) -> None:
         if svc.get("image", "").startswith("aidetect"):
             assert "command" in svc or name == "aidetect", name
     assert checked >= 4
+
+
+def test_trainer_publishes_a_new_directory_each_run(compose: dict[str, Any]) -> None:
+    argv = _argv(compose["services"]["trainer"]["command"])
+    (line,) = [w for w in _command_lines(argv) if w[0] == "aidetect"]
+    assert line[:2] == ["aidetect", "train"] and "--publish" in line
+    assert line[line.index("--out") + 1] == "$out"
+    assert "out=/models/run-$$(date" in argv[2]  # never the active model's folder
 
 
 def test_watcher_service_only_watches(compose: dict[str, Any]) -> None:
