@@ -127,6 +127,16 @@ def test_trainer_publishes_a_new_directory_each_run(compose: dict[str, Any]) -> 
     assert "out=/models/run-$$(date" in argv[2]  # never the active model's folder
 
 
+def test_worker_health_check_pings_its_own_node(compose: dict[str, Any]) -> None:
+    for name in ("worker", "worker-gpu"):
+        svc = compose["services"][name]
+        argv = _argv(svc["command"])
+        node = argv[argv.index("-n") + 1]
+        assert node.endswith("@%h")  # celery expands %h to the container's hostname
+        test = svc["healthcheck"]["test"][1]
+        assert f"-d {node.replace('%h', '$$HOSTNAME')}" in test, test
+
+
 def test_watcher_service_only_watches(compose: dict[str, Any]) -> None:
     argv = _argv(compose["services"]["watcher"]["command"])
     assert argv[:2] == ["aidetect", "up"] and "--no-workers" in argv
