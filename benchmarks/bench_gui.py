@@ -19,6 +19,7 @@ Run (needs a display; Xvfb is fine):
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import statistics
@@ -116,6 +117,33 @@ def stream(home: str, start_id: int, seconds: float, per_batch: int, every: floa
         time.sleep(every)
 
 
+def control_stall(seconds: float) -> tuple[float, float]:
+    """The same heartbeat on a bare Tk window with no work at all: what this machine's
+    scheduler alone costs right now (other processes compete for the cores)."""
+    import tkinter as tk
+
+    root = tk.Tk()
+    root.geometry("200x100")
+    gaps: list[float] = []
+    last = [time.perf_counter()]
+
+    def beat() -> None:
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+        after_id[0] = root.after(10, beat)
+
+    after_id = [root.after(10, beat)]
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        root.update()
+        time.sleep(0.002)
+    root.after_cancel(after_id[0])
+    root.destroy()
+    stalls = sorted(g - 0.010 for g in gaps[1:]) or [0.0]
+    return stalls[-1], stalls[int(0.99 * (len(stalls) - 1))]
+
+
 def inline_phase(app, n: int, tmp: Path) -> None:  # noqa: ANN001
     """No worker alive: the window scores an upload of ``n`` shipped test images itself
     (model load + Grad-CAM on the score lane) while the heartbeat runs."""
@@ -159,10 +187,16 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--stream-seconds", type=float, default=15.0)
     ap.add_argument("--keep", action="store_true", help="keep the temporary store")
+    ap.add_argument("--control-seconds", type=float, default=10.0)
+    ap.add_argument("--no-actions", dest="actions", action="store_false", help="no paging/sorting while streaming")
+    ap.add_argument("--control-only", type=float, default=None, help=argparse.SUPPRESS)
     ap.add_argument(
         "--inline", type=int, default=64, help="images to upload and score in-process (0: skip)"
     )
     args = ap.parse_args()
+    if args.control_only is not None:
+        print(json.dumps(control_stall(args.control_only)))
+        return 0
     if not os.environ.get("DISPLAY"):
         print("needs a display: run under xvfb-run", file=sys.stderr)
         return 2
@@ -175,6 +209,20 @@ def main() -> int:
     print(f"store: {home}/aidetect.sqlite")
     secs = fill(args.rows)
     print(f"filled {args.rows:,} rows in {secs:.1f} s")
+
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, __file__, "--control-only", str(args.control_seconds)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    worst, p99 = json.loads(out.strip().splitlines()[-1])
+    print(
+        f"control: bare Tk window, heartbeat only, {args.control_seconds:.0f} s: longest stall {worst * 1000:.0f} ms, "
+        f"p99 {p99 * 1000:.0f} ms (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+    )
 
     ctx = mp.get_context("spawn")
     go = ctx.Event()
@@ -278,6 +326,28 @@ def main() -> int:
             return n
 
         app.runner.drain = timed_drain  # type: ignore[method-assign]
+
+        import threading
+        import traceback
+
+        main_id = threading.main_thread().ident
+
+        def watchdog() -> None:  # where is the Tk thread when the heartbeat is late?
+            while running[0]:
+                time.sleep(0.02)
+                late = time.perf_counter() - last[0]
+                if late > 0.06:
+                    frame = sys._current_frames().get(main_id)
+                    where = traceback.format_stack(frame)[-3:] if frame else []
+                    gil = [t.name for t in threading.enumerate()]
+                    print(
+                        f"  late {late * 1000:.0f} ms; Tk thread at:\n"
+                        + "".join(where)
+                        + f"  threads {gil}"
+                    )
+                    time.sleep(0.1)
+
+        threading.Thread(target=watchdog, daemon=True).start()
     t_start = time.perf_counter()
     log: list[tuple[float, int]] = []
     app.root.after(10, beat)
@@ -296,7 +366,7 @@ def main() -> int:
     next_action = time.monotonic() + 1.0
     while time.monotonic() < t_end:
         app.root.update()
-        if time.monotonic() >= next_action:
+        if args.actions and time.monotonic() >= next_action:
             log.append((round(time.perf_counter() - t_start, 2), step % len(actions)))
             actions[step % len(actions)]()
             step += 1
