@@ -188,7 +188,12 @@ def main() -> int:
     ap.add_argument("--stream-seconds", type=float, default=15.0)
     ap.add_argument("--keep", action="store_true", help="keep the temporary store")
     ap.add_argument("--control-seconds", type=float, default=10.0)
-    ap.add_argument("--no-actions", dest="actions", action="store_false", help="no paging/sorting while streaming")
+    ap.add_argument(
+        "--no-actions",
+        dest="actions",
+        action="store_false",
+        help="no paging/sorting while streaming",
+    )
     ap.add_argument("--control-only", type=float, default=None, help=argparse.SUPPRESS)
     ap.add_argument(
         "--inline", type=int, default=64, help="images to upload and score in-process (0: skip)"
