@@ -19,9 +19,9 @@ from aidetect.config import Settings, get_settings
 
 QUEUE = "aidetect"
 TASK_NAME = "aidetect.score_batch"
-SOFT_TIME_LIMIT_S = 240
-HARD_TIME_LIMIT_S = 300
-VISIBILITY_TIMEOUT_S = HARD_TIME_LIMIT_S + 120  # must exceed the longest task
+SOFT_TIME_LIMIT_S = 60  # a batch of 16 large tiled images takes a few seconds on one core
+HARD_TIME_LIMIT_S = 90  # also the safety net when a pool loses track of a job (celery#2011)
+VISIBILITY_TIMEOUT_S = HARD_TIME_LIMIT_S + 210  # must exceed the longest task
 MAX_TASKS_PER_CHILD = 500
 MAX_MEMORY_PER_CHILD_KB = 2_000_000
 EMBEDDED_POLL_S = 0.1
