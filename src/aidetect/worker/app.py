@@ -64,7 +64,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         dirs = embedded_dirs(settings)
         for d in dirs.values():
             d.mkdir(parents=True, exist_ok=True)
-        conf["broker_url"] = "filesystem://"
+        from aidetect.worker.fstransport import ALIAS, register
+
+        register()
+        conf["broker_url"] = f"{ALIAS}://"
         conf["broker_transport_options"] = {
             "data_folder_in": str(dirs["queue"]),
             "data_folder_out": str(dirs["queue"]),
