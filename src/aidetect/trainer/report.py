@@ -172,7 +172,7 @@ def comparison_table(report_dirs: list[Path], names: list[str] | None = None) ->
     head = "| | " + " | ".join(names) + " |\n| --- |" + " ---: |" * len(cols) + "\n"
     rows = [
         ("parameters", [f"{c.training.get('parameters', 0):,}" for _, c in cols]),
-        ("training time (s)", [f"{c.training.get('seconds', 0):.0f} ({c.training.get('epochs_run')} epochs)" for _, c in cols]),
+        ("training time (s)", [f"{c.training.get('seconds_total') or c.training.get('seconds', 0):.0f} ({c.training.get('epochs_run')} epochs)" for _, c in cols]),
         ("mean epoch (s)", [_f(float(np.mean([h['seconds'] for h in c.training.get('history', [])] or [0])), 0) for _, c in cols]),
     ]
     for key, label in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("roc_auc", "ROC AUC"),
