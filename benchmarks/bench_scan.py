@@ -3,9 +3,9 @@
 Over N images (half 512 px JPEGs from ../shared/data/coco_sd, half 32 px CIFAKE images from
 the test parquet; generated stand-ins without the shared data), in the same run:
 
-  inference-only      `cores` processes x 1 torch thread each (the workers' parallelism), each
-                      running Detector.classify(explain) + heatmap files on its share, model
-                      loaded before the clock starts; timed before and after every scan
+  inference-only      `cores` processes x 1 torch thread each (the workers' parallelism), pulling
+                      batches from one shared queue and running Detector.classify(explain) +
+                      heatmap files, model loaded before the clock; timed before and after every scan
   scan / redis        `aidetect worker -c cores` on a throwaway redis-server + `aidetect scan DIR`
   scan / embedded     the same on the embedded filesystem broker (no server)
 
@@ -74,7 +74,7 @@ def make_images(folder: Path, n: int) -> dict[str, int]:
 
 
 # -- inference only ---------------------------------------------------------------------------
-def _infer_shard(files: list[str], threads: int, batch: int, out: str, files_on: bool, start, q) -> None:  # noqa: ANN001
+def _infer_worker(files: list[str], threads: int, out: str, files_on: bool, start, jobs, q) -> None:  # noqa: ANN001
     import torch
 
     torch.set_num_threads(threads)
@@ -84,8 +84,12 @@ def _infer_shard(files: list[str], threads: int, batch: int, out: str, files_on:
     det.classify(files[:2], explain=True)  # warm-up
     start.wait()
     t0 = time.perf_counter()
-    for i in range(0, len(files), batch):
-        chunk = files[i : i + batch]
+    while True:  # pull batches from a shared queue, as pool children pull tasks
+        job = jobs.get()
+        if job is None:
+            break
+        a, b = job
+        chunk = files[a:b]
         if files_on:
             det.classify(chunk, heatmap_dir=out)
         else:
@@ -94,21 +98,30 @@ def _infer_shard(files: list[str], threads: int, batch: int, out: str, files_on:
 
 
 def inference_only(files: list[Path], procs: int, threads: int, batch: int, files_on: bool, tmp: Path) -> float:
-    """images/s of Detector.classify(explain) (+ heatmap files) in `procs` spawned processes."""
+    """images/s of Detector.classify(explain) (+ heatmap files) in `procs` spawned processes
+    sharing one queue of batches (no broker, no database)."""
     ctx = mp.get_context("spawn")
     start = ctx.Barrier(procs + 1)
     q = ctx.Queue()
+    jobs = ctx.Queue()
+    for a in range(0, len(files), batch):
+        jobs.put((a, min(len(files), a + batch)))
+    for _ in range(procs):
+        jobs.put(None)
     out = Path(tempfile.mkdtemp(dir=tmp))
-    shards = [[str(f) for f in files[k::procs]] for k in range(procs)]
-    ps = [ctx.Process(target=_infer_shard, args=(s, threads, batch, str(out), files_on, start, q)) for s in shards]
+    names = [str(f) for f in files]
+    ps = [ctx.Process(target=_infer_worker, args=(names, threads, str(out), files_on, start, jobs, q)) for _ in range(procs)]
     for p in ps:
         p.start()
     start.wait()
-    times = [q.get() for _ in ps]
+    t0 = time.perf_counter()
+    for _ in ps:
+        q.get()
+    wall = time.perf_counter() - t0
     for p in ps:
         p.join()
     shutil.rmtree(out, ignore_errors=True)
-    return len(files) / max(times)
+    return len(files) / wall
 
 
 # -- scan through workers ---------------------------------------------------------------------
