@@ -2,7 +2,7 @@
 
 from aidetect.model.card import AI_INDEX, CLASSES, ModelCard
 from aidetect.model.checkpoint import load_model_dir, save_model_dir
-from aidetect.model.preprocess import EvalPreset, Normalisation, TrainPreset, load_image
+from aidetect.model.preprocess import EvalPreset, Normalisation, load_image
 from aidetect.model.registry import create_model, list_models, register_model
 
 __all__ = [
@@ -11,7 +11,6 @@ __all__ = [
     "EvalPreset",
     "ModelCard",
     "Normalisation",
-    "TrainPreset",
     "create_model",
     "list_models",
     "load_image",

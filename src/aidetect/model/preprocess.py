@@ -1,8 +1,9 @@
 """Preprocessing: one definition shared by training and inference.
 
 ``load_image`` turns any file Pillow reads (path or bytes) into an upright 8-bit RGB image;
-``EvalPreset`` and ``TrainPreset`` (callable classes, as in torchvision's
-references/classification) turn it into a normalised tensor of the model's input size.
+``EvalPreset`` (a callable class, as in torchvision's references/classification) turns it into
+a normalised tensor of the model's input size. Training decodes with the same ``load_image``
+and augments batches in memory with :class:`aidetect.trainer.memory.BatchAugment`.
 """
 
 from __future__ import annotations
@@ -112,37 +113,3 @@ class EvalPreset:
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
         return self.normalise(self.to_uint8(img))
-
-
-class TrainPreset:
-    """Training augmentations on top of the eval path: random crop (reflect padding at the
-    model's size; random crops of larger images), horizontal flip, occasional Gaussian blur
-    and JPEG recompression (what makes detectors survive re-encoding), optional grayscale."""
-
-    def __init__(
-        self,
-        input_size: int,
-        norm: Normalisation | None = None,
-        blur_p: float = 0.1,
-        jpeg_p: float = 0.3,
-        jpeg_quality: tuple[int, int] = (60, 95),
-        grayscale_p: float = 0.0,
-    ) -> None:
-        norm = norm or Normalisation()
-        self.input_size = input_size
-        steps: list[v2.Transform] = [
-            v2.RandomCrop(input_size, padding=input_size // 8, pad_if_needed=True, padding_mode="reflect"),
-            v2.RandomHorizontalFlip(),
-            v2.RandomApply([v2.GaussianBlur(3, sigma=(0.1, 1.0))], p=blur_p),
-            v2.RandomApply([v2.JPEG(quality=jpeg_quality)], p=jpeg_p),
-        ]
-        if grayscale_p > 0:
-            steps.append(v2.RandomGrayscale(p=grayscale_p))
-        self.augment = v2.Compose(steps)
-        self.normalise = v2.Compose(
-            [v2.ToDtype(torch.float32, scale=True), v2.Normalize(norm.mean, norm.std)]
-        )
-
-    def __call__(self, img: Image.Image | torch.Tensor) -> torch.Tensor:
-        t = img if isinstance(img, torch.Tensor) else v2.functional.pil_to_tensor(img)
-        return self.normalise(self.augment(t))

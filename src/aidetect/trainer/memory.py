@@ -5,7 +5,7 @@ pipelines every epoch. Images are decoded once (the same ``load_image`` as infer
 each epoch then works on uint8 tensors: random crops (reflect padding at the model's size,
 native-resolution crops of larger images, never a resize that would erase generator
 traces), horizontal flips, Gaussian blur and JPEG recompression on random subsets, optional
-grayscale — the augmentations of :class:`aidetect.model.TrainPreset`, applied per sample
+grayscale — the one definition of the training augmentations (:class:`BatchAugment`), applied per sample
 but batched.
 """
 
