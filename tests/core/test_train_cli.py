@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from aidetect.cli import main
 from aidetect.model import ModelCard, load_model_dir
@@ -46,6 +48,8 @@ def test_train_writes_a_complete_model_dir(trained: Path) -> None:
     assert [h["epoch"] for h in hist] == [1, 2, 3]
     assert card.training["seed"] if "seed" in card.training else card.training["config"]["seed"] == 0
     assert card.version.startswith("npr_resnet_tiny-") and card.created
+    bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert card.training["amp"] == ("bfloat16" if bf16 else None)  # --precision auto on this CPU
 
 
 def test_same_seed_same_split(trained: Path, parquet_dir: Path, tmp_path: Path) -> None:
@@ -114,7 +118,8 @@ def test_evaluate_engines_agree_on_model_size_images(trained: Path, mini_dir: Pa
 def test_resume_after_kill(parquet_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "m"
     cmd = [sys.executable, "-m", "aidetect.cli", "train", "--data", str(parquet_dir), "--out", str(out),
-           "--epochs", "4", "--arch", "npr_resnet_tiny", "--batch-size", "8", "--threads", "1", "--quiet"]
+           "--epochs", "4", "--arch", "npr_resnet_tiny", "--batch-size", "8", "--threads", "1", "--quiet",
+           "--ema", "0.9"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     state = out / ".train_state" / "state.json"
     deadline = time.monotonic() + 120
@@ -126,11 +131,20 @@ def test_resume_after_kill(parquet_dir: Path, tmp_path: Path) -> None:
     assert done["epoch"] < 3, "the run finished before it could be interrupted"
     assert not (out / "card.json").exists()
     rc = main(["train", "--data", str(parquet_dir), "--out", str(out), "--epochs", "4", "--arch", "npr_resnet_tiny",
-               "--batch-size", "8", "--threads", "1", "--quiet", "--resume"])
+               "--batch-size", "8", "--threads", "1", "--quiet", "--ema", "0.9", "--resume"])
     assert rc == 0
+    assert ModelCard.load(out).training["ema"] == 0.9
     hist = ModelCard.load(out).training["history"]
     assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
     assert hist[: done["epoch"] + 1] == done["history"]
+    # the resumed run restored weights, optimiser, schedule and weight average exactly:
+    # it ends with the weights of a run that was never interrupted
+    whole = tmp_path / "whole"
+    assert main(["train", "--data", str(parquet_dir), "--out", str(whole), *cmd[cmd.index("--epochs"):]]) == 0
+    resumed, uninterrupted = load_file(str(out / "model.safetensors")), load_file(str(whole / "model.safetensors"))
+    assert resumed.keys() == uninterrupted.keys()
+    for k in resumed:
+        torch.testing.assert_close(resumed[k], uninterrupted[k], atol=1e-6, rtol=0)
 
 
 def test_resume_with_other_options_refused(parquet_dir: Path, tmp_path: Path, capsys) -> None:
@@ -151,3 +165,29 @@ def test_train_publish_makes_it_the_active_version(parquet_dir: Path, tmp_path: 
     from aidetect.db.registry import active_model_dir
 
     assert active_model_dir().resolve() == out.resolve()
+
+
+def test_precision_choice() -> None:
+    from aidetect.errors import AidetectError
+    from aidetect.trainer.loop import pick_precision
+
+    cpu = torch.device("cpu")
+    assert pick_precision("fp32", cpu) is None
+    assert pick_precision("bf16", cpu) is torch.bfloat16
+    assert pick_precision("fp16", torch.device("cuda")) is torch.float16
+    assert pick_precision("auto", torch.device("cuda")) is torch.float16
+    bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert pick_precision("auto", cpu) is (torch.bfloat16 if bf16 else None)
+    with pytest.raises(AidetectError, match="--precision"):
+        pick_precision("int4", cpu)
+
+
+def test_weight_average_warms_up() -> None:
+    """The average starts close to the current weights (decay (1+n)/(10+n)) and reaches the
+    requested decay only later, so early epochs are not dominated by the random init."""
+    from aidetect.trainer.loop import ema_with_warmup
+
+    avg = ema_with_warmup(0.999)
+    zero, one = torch.zeros(3), torch.ones(3)
+    torch.testing.assert_close(avg(zero, one, torch.tensor(1)), torch.full((3,), 1 - 2 / 11))
+    torch.testing.assert_close(avg(zero, one, torch.tensor(10**6)), torch.full((3,), 0.001))

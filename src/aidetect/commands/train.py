@@ -49,13 +49,19 @@ LABEL_MAP_HELP = "Map a class name of the data to real or ai, e.g. --label-map P
 @click.option("--grayscale-p", default=0.05, show_default=True, type=float, help="Share of training images made gray.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available).")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="Autocast dtype of training steps. auto: fp16 on CUDA, bf16 on CPUs with AVX512-BF16/AMX, else fp32.")
+@click.option("--ema", type=float, default=0.0, show_default=True,
+              help="Keep an exponential moving average of the weights with this decay (e.g. 0.999); 0 = off.")
+@click.option("--compile", "compile_", is_flag=True,
+              help="torch.compile the training step (about 1.3x faster on CPU after a ~30 s warm-up).")
 @click.option("--init", "init", type=click.Path(path_type=Path), default=None,
               help="Start from this model directory's weights (fine-tune; same --arch/--arch-kw).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out with the same options.")
 @click.option("--publish", is_flag=True, help="Register the trained model as the active version (workers switch to it).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(data, label_map, out, arch, arch_kw, input_size, epochs, batch_size, lr, weight_decay, patience, seed,
-          val_fraction, max_train, jpeg_p, blur_p, grayscale_p, device, threads, init, resume, publish, quiet) -> None:
+          val_fraction, max_train, jpeg_p, blur_p, grayscale_p, device, threads, precision, ema, compile_, init, resume, publish, quiet) -> None:
     """Train a model directory on one or more data sources; calibrate it on validation."""
     _passive_omp()
     from aidetect.errors import AidetectError
@@ -72,7 +78,7 @@ def train(data, label_map, out, arch, arch_kw, input_size, epochs, batch_size, l
     cfg = TrainConfig(
         data=list(data), out=out, arch=arch, arch_kwargs=kwargs, label_map=list(label_map), input_size=input_size,
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience, seed=seed,
-        val_fraction=val_fraction, max_train=max_train, resume=resume, device=device, threads=threads,
+        val_fraction=val_fraction, max_train=max_train, resume=resume, device=device, threads=threads, precision=precision, ema=ema, compile=compile_,
         blur_p=blur_p, jpeg_p=jpeg_p, grayscale_p=grayscale_p, progress=not quiet, init=init,
     )
     model_dir = run_training(cfg)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from aidetect.errors import AidetectError
 from aidetect.model import ModelCard, create_model, save_model_dir
@@ -63,10 +64,14 @@ class TrainConfig:
     progress: bool = True
     evaluate_test: bool = True
     init: Path | None = None  # start from this model directory's weights (fine-tuning)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16: autocast dtype of the training forward
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0 = off)
+    compile: bool = False  # torch.compile the training forward/backward (1.3x on CPU after ~30 s)
 
     def fingerprint(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("out", "resume", "progress", "threads", "device", "patience", "evaluate_test"):
+        for k in ("out", "resume", "progress", "threads", "device", "patience", "evaluate_test", "precision",
+                  "compile"):
             d.pop(k)
         return json.loads(json.dumps(d, default=str))
 
@@ -75,6 +80,32 @@ def pick_device(name: str | None) -> torch.device:
     if name:
         return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for training, or None for fp32. ``auto``: fp16 on CUDA; bf16 on a
+    CPU whose oneDNN supports it (AVX512-BF16/AMX: 2.4x the fp32 step here), else fp32.
+    Validation, calibration and inference always run in fp32."""
+    if name == "fp32":
+        return None
+    if name == "auto":
+        if device.type == "cuda":
+            return torch.float16
+        return torch.bfloat16 if device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+    if name in ("bf16", "fp16"):
+        return torch.bfloat16 if name == "bf16" else torch.float16
+    raise AidetectError(f"--precision {name}: choose auto, fp32, bf16 or fp16")
+
+
+def ema_with_warmup(decay: float):  # noqa: ANN201 (an AveragedModel avg_fn)
+    """Exponential moving average whose decay ramps up as (1 + n) / (10 + n) towards ``decay``:
+    a plain 0.999 average would still hold half of the random initialisation after 700 steps."""
+
+    def avg(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
+        d = min(decay, (1.0 + float(num_averaged)) / (10.0 + float(num_averaged)))
+        return averaged * d + current * (1.0 - d)
+
+    return avg
 
 
 def predict_logits(
@@ -148,6 +179,8 @@ class Trainer:
         d = self.cfg.out / STATE_DIR
         d.mkdir(parents=True, exist_ok=True)
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        if self.ema_model is not None:
+            tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in self.ema_model.state_dict().items()})
         opt_t, opt_meta = _flat_optimizer(self.opt)
         tensors.update(opt_t)
         tensors["rng.torch"] = torch.get_rng_state()
@@ -178,6 +211,8 @@ class Trainer:
             raise AidetectError(f"--resume: the options differ from the interrupted run ({', '.join(diff)})")
         tensors = load_file(str(d / "state.safetensors"))
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        if self.ema_model is not None:
+            self.ema_model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
         self.opt.load_state_dict(_unflat_optimizer(tensors, meta["optimizer"]))
         self.sched.load_state_dict(meta["scheduler"])
         torch.set_rng_state(tensors["rng.torch"])
@@ -186,6 +221,11 @@ class Trainer:
             best["state"] = load_file(str(d / "best.safetensors"))
         self.elapsed = float(meta.get("elapsed_s", 0.0))
         return int(meta["epoch"]) + 1, meta["history"], best
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The network validated, kept and shipped: the weight average when ``ema`` is on."""
+        return self.ema_model.module if self.ema_model is not None else self.model
 
     # -- loop ---------------------------------------------------------------------------
     def run(self) -> Path:
@@ -218,8 +258,12 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.OneCycleLR(
             self.opt, max_lr=cfg.lr, total_steps=steps * cfg.epochs, pct_start=0.15
         )
-        use_amp = self.device.type == "cuda"
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        self.amp_dtype = pick_precision(cfg.precision, self.device)
+        use_amp = self.amp_dtype is not None
+        scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16 and self.device.type == "cuda")
+        self.ema_model: AveragedModel | None = None
+        if cfg.ema > 0:
+            self.ema_model = AveragedModel(self.model, avg_fn=ema_with_warmup(cfg.ema), use_buffers=True)
         self.elapsed = 0.0
         start_epoch, history, best = 0, [], {"epoch": -1, "val_accuracy": -1.0, "val_loss": float("inf"), "state": None}
         if cfg.resume:
@@ -232,6 +276,7 @@ class Trainer:
             f"training {cfg.arch} ({n_params:,} parameters) on {self.device} with "
             f"{torch.get_num_threads()} threads, {cfg.epochs} epochs max, batch {cfg.batch_size}"
         )
+        train_forward = torch.compile(self.model) if cfg.compile else self.model
         stopped_early = False
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
@@ -245,23 +290,29 @@ class Trainer:
                 idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
                 x = aug(self.train_mem, idx).to(self.device, memory_format=torch.channels_last)
                 y = self.train_mem.labels[idx].to(self.device)
-                with torch.autocast(self.device.type, dtype=torch.float16, enabled=use_amp):
-                    logits = self.model(x)
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=use_amp):
+                    logits = train_forward(x)
                     loss = F.cross_entropy(logits, y)
                 self.opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(self.opt)
                 scaler.update()
                 self.sched.step()
+                if self.ema_model is not None:
+                    self.ema_model.update_parameters(self.model)
                 tot_loss += float(loss.detach()) * len(idx)
                 tot_ok += int((logits.argmax(1) == y).sum())
                 seen += len(idx)
                 if b % 10 == 0 or b == steps - 1:
                     bar.set_postfix(loss=f"{tot_loss / seen:.4f}", acc=f"{tot_ok / seen:.4f}")
             bar.close()
-            val_logits = predict_logits(self.model, self.val_mem, aug, self.device)
+            val_logits = predict_logits(self.evaluated, self.val_mem, aug, self.device)
             val_loss = float(F.cross_entropy(val_logits, self.val_mem.labels))
             val_acc = float((val_logits.argmax(1) == self.val_mem.labels).float().mean())
+            last_acc = None
+            if self.ema_model is not None:  # how much the average adds over the last weights
+                raw = predict_logits(self.model, self.val_mem, aug, self.device)
+                last_acc = float((raw.argmax(1) == self.val_mem.labels).float().mean())
             dt = time.perf_counter() - t0
             self.elapsed += dt
             rec = {
@@ -273,6 +324,8 @@ class Trainer:
                 "lr": self.opt.param_groups[0]["lr"],
                 "seconds": round(dt, 1),
             }
+            if last_acc is not None:
+                rec["val_accuracy_last_weights"] = last_acc
             history.append(rec)
             improved = val_acc > best["val_accuracy"] or (val_acc == best["val_accuracy"] and val_loss < best["val_loss"])
             if improved:
@@ -280,7 +333,7 @@ class Trainer:
                     "epoch": epoch,
                     "val_accuracy": val_acc,
                     "val_loss": val_loss,
-                    "state": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+                    "state": {k: v.detach().cpu().clone() for k, v in self.evaluated.state_dict().items()},
                 }
             self.log(
                 f"epoch {epoch + 1}: train loss {rec['train_loss']:.4f} acc {rec['train_accuracy']:.4f} | "
@@ -357,7 +410,9 @@ class Trainer:
                 "parameters": n_params,
                 "device": str(self.device),
                 "threads": torch.get_num_threads(),
-                "amp": self.device.type == "cuda",
+                "amp": str(self.amp_dtype).removeprefix("torch.") if self.amp_dtype is not None else None,
+                "ema": cfg.ema or None,
+                "compiled": cfg.compile,
                 "config": self.cfg.fingerprint(),
                 "command": " ".join(["aidetect", *sys.argv[1:]]) if sys.argv and "aidetect" in sys.argv[0] else None,
                 "torch": torch.__version__,
