@@ -39,6 +39,8 @@ LABEL_MAP_HELP = "Map a class name of the data to real or ai, e.g. --label-map P
 @click.option("--batch-size", default=128, show_default=True, type=int)
 @click.option("--lr", default=3e-3, show_default=True, type=float, help="Peak learning rate (one-cycle).")
 @click.option("--weight-decay", default=5e-4, show_default=True, type=float)
+@click.option("--label-smoothing", default=0.0, show_default=True, type=float,
+              help="Cross-entropy label smoothing (the temperature fitted afterwards undoes its effect on confidences).")
 @click.option("--patience", default=4, show_default=True, type=int, help="Early stopping: epochs without improvement.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--val-fraction", default=0.1, show_default=True, type=float,
@@ -60,7 +62,7 @@ LABEL_MAP_HELP = "Map a class name of the data to real or ai, e.g. --label-map P
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out with the same options.")
 @click.option("--publish", is_flag=True, help="Register the trained model as the active version (workers switch to it).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(data, label_map, out, arch, arch_kw, input_size, epochs, batch_size, lr, weight_decay, patience, seed,
+def train(data, label_map, out, arch, arch_kw, input_size, epochs, batch_size, lr, weight_decay, label_smoothing, patience, seed,
           val_fraction, max_train, jpeg_p, blur_p, grayscale_p, device, threads, precision, ema, compile_, init, resume, publish, quiet) -> None:
     """Train a model directory on one or more data sources; calibrate it on validation."""
     _passive_omp()
@@ -77,7 +79,7 @@ def train(data, label_map, out, arch, arch_kw, input_size, epochs, batch_size, l
             raise AidetectError(f"--arch-kw {item!r}: the value must be JSON") from exc
     cfg = TrainConfig(
         data=list(data), out=out, arch=arch, arch_kwargs=kwargs, label_map=list(label_map), input_size=input_size,
-        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience, seed=seed,
+        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing, patience=patience, seed=seed,
         val_fraction=val_fraction, max_train=max_train, resume=resume, device=device, threads=threads, precision=precision, ema=ema, compile=compile_,
         blur_p=blur_p, jpeg_p=jpeg_p, grayscale_p=grayscale_p, progress=not quiet, init=init,
     )

@@ -49,6 +49,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 3e-3
     weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
     patience: int = 4
     seed: int = 0
     val_fraction: float = 0.1
@@ -292,7 +293,7 @@ class Trainer:
                 y = self.train_mem.labels[idx].to(self.device)
                 with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=use_amp):
                     logits = train_forward(x)
-                    loss = F.cross_entropy(logits, y)
+                    loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
                 self.opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(self.opt)
@@ -309,10 +310,6 @@ class Trainer:
             val_logits = predict_logits(self.evaluated, self.val_mem, aug, self.device)
             val_loss = float(F.cross_entropy(val_logits, self.val_mem.labels))
             val_acc = float((val_logits.argmax(1) == self.val_mem.labels).float().mean())
-            last_acc = None
-            if self.ema_model is not None:  # how much the average adds over the last weights
-                raw = predict_logits(self.model, self.val_mem, aug, self.device)
-                last_acc = float((raw.argmax(1) == self.val_mem.labels).float().mean())
             dt = time.perf_counter() - t0
             self.elapsed += dt
             rec = {
@@ -324,8 +321,6 @@ class Trainer:
                 "lr": self.opt.param_groups[0]["lr"],
                 "seconds": round(dt, 1),
             }
-            if last_acc is not None:
-                rec["val_accuracy_last_weights"] = last_acc
             history.append(rec)
             improved = val_acc > best["val_accuracy"] or (val_acc == best["val_accuracy"] and val_loss < best["val_loss"])
             if improved:
@@ -350,6 +345,9 @@ class Trainer:
         cfg = self.cfg
         if best.get("state") is None:
             raise AidetectError("training produced no checkpoint (0 epochs?)")
+        if self.ema_model is not None:  # what the weight average added over the last weights
+            raw = predict_logits(self.model, self.val_mem, aug, self.device)
+            self.last_weights_accuracy = float((raw.argmax(1) == self.val_mem.labels).float().mean())
         self.model.load_state_dict(best["state"])
         model = copy.deepcopy(self.model).to("cpu").eval()
         model = model.to(memory_format=torch.contiguous_format)
@@ -412,6 +410,7 @@ class Trainer:
                 "threads": torch.get_num_threads(),
                 "amp": str(self.amp_dtype).removeprefix("torch.") if self.amp_dtype is not None else None,
                 "ema": cfg.ema or None,
+                "val_accuracy_last_weights": getattr(self, "last_weights_accuracy", None),
                 "compiled": cfg.compile,
                 "config": self.cfg.fingerprint(),
                 "command": " ".join(["aidetect", *sys.argv[1:]]) if sys.argv and "aidetect" in sys.argv[0] else None,
