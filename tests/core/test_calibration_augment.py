@@ -44,6 +44,20 @@ def test_threshold_and_band() -> None:
     assert calibration.fit_threshold(np.clip(p + 0.2, 0, 1), y) > thr
 
 
+
+def test_band_is_about_confidence_not_distance_from_threshold() -> None:
+    """With the threshold off 0.5 the band is [1 - c, c] (confidence of the predicted class
+    below c), not a window centred on the threshold that would reach up to ~1.0."""
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1], 2000)
+    p = np.clip(np.where(y == 1, 0.8, 0.2) + rng.normal(0, 0.2, 4000), 0, 1)
+    (lo, hi), stats = calibration.fit_band(p, y, 0.62, target_accuracy=0.99, max_uncertain=0.5)
+    assert lo < 0.62 < hi
+    assert abs(lo - (1 - hi)) < 1e-3  # symmetric in confidence
+    assert hi < 0.95  # a confident "ai" stays outside the band
+    assert stats["accuracy_outside_band"] >= 0.99
+
+
 def test_metrics_by_hand() -> None:
     y = np.array([0, 0, 0, 1, 1, 1])
     p = np.array([0.1, 0.2, 0.7, 0.8, 0.9, 0.4])

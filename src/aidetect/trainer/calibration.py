@@ -4,9 +4,12 @@
   minimising the negative log-likelihood of the validation labels.
 - Threshold: the calibrated P(ai) cut that maximises balanced accuracy on validation
   (ties: the one closest to 0.5).
-- Uncertain band ``[lo, hi]`` around the threshold: the narrowest band such that the
-  validation images *outside* it are classified with accuracy >= ``target_accuracy``,
-  capped at ``max_uncertain`` of the validation images inside it.
+- Uncertain band ``[lo, hi]``: the images whose calibrated probability of the *predicted*
+  class is below a confidence level c, i.e. ``[min(1 - c, threshold), max(c, threshold)]``,
+  with the lowest c such that the validation images *outside* it are classified with accuracy
+  >= ``target_accuracy``, capped at ``max_uncertain`` of the validation images inside it.
+  Defined on confidence rather than on distance from the threshold, a 98% "ai" is never
+  called uncertain just because the threshold sits off 0.5.
 """
 
 from __future__ import annotations
@@ -55,17 +58,16 @@ def fit_band(
     p: np.ndarray, y: np.ndarray, threshold: float, target_accuracy: float = 0.99, max_uncertain: float = 0.2
 ) -> tuple[list[float], dict[str, float]]:
     correct = (p >= threshold) == (y == 1)
-    dist = np.abs(p - threshold)
-    chosen = 0.0
-    for d in np.linspace(0.0, 0.49, 99):
-        outside = dist > d
-        frac_in = 1.0 - outside.mean()
-        if frac_in > max_uncertain:
+    lo, hi = threshold, threshold
+    for c in np.linspace(0.5, 0.995, 100):
+        c_lo, c_hi = min(1.0 - float(c), threshold), max(float(c), threshold)
+        inside = (p >= c_lo) & (p <= c_hi)
+        if inside.mean() > max_uncertain:
             break
-        chosen = float(d)
+        lo, hi = c_lo, c_hi
+        outside = ~inside
         if outside.sum() == 0 or correct[outside].mean() >= target_accuracy:
             break
-    lo, hi = max(0.0, threshold - chosen), min(1.0, threshold + chosen)
     inside = (p >= lo) & (p <= hi)
     stats = {
         "uncertain_fraction": float(inside.mean()),
