@@ -4,6 +4,7 @@ in-process (no worker is running, so the GUI must score uploads itself)."""
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 from pathlib import Path
 
@@ -65,6 +66,10 @@ def test_upload_browse_filter_select_export(dashboard, mini_dir: Path, tmp_path:
     assert all(r["status"] == "done" for r in rows)
     assert all(r["confidence"].endswith("%") for r in rows)
     assert app.total == 3
+    # the status bar names the model and its card's test accuracy, unrounded to 2 decimals
+    # (0.9698 must not read as 97.0 %)
+    pump(app, lambda: "accuracy" in app.model_label.cget("text"), 30, "the model in the status bar")
+    assert re.search(r"test accuracy \d{2}\.\d{2} %", app.model_label.cget("text")), app.model_label.cget("text")
 
     # the first upload is selected and its result view shows the Grad-CAM overlay
     pump(app, lambda: app.detail.rendered is not None, 30, "the result view")

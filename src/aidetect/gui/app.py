@@ -769,7 +769,7 @@ class Dashboard:
             )
         info = s.get("model")
         if info is not None:
-            acc = f"{info.accuracy * 100:.1f} %" if info.accuracy is not None else "n/a"
+            acc = f"{info.accuracy * 100:.2f} %" if info.accuracy is not None else "n/a"
             self.model_label.configure(text=f"Model: {info.version} · {info.accuracy_name} {acc}")
 
     # -- upload ---------------------------------------------------------------------------
