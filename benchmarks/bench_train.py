@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_KW = {"widths": [32, 64, 128, 256], "blocks": [1, 1, 1, 1], "strides": [2, 2, 1, 2]}
+sys.path.insert(0, str(REPO / "src"))
 
 
 def measure(arch: str, kw: dict, precision: str, compile_: bool, threads: int, batch: int, steps: int) -> float:
@@ -35,7 +35,6 @@ def measure(arch: str, kw: dict, precision: str, compile_: bool, threads: int, b
     import torch
     import torch.nn.functional as F
 
-    sys.path.insert(0, str(REPO / "src"))
     from aidetect.model import create_model
 
     torch.manual_seed(0)
@@ -63,14 +62,19 @@ def measure(arch: str, kw: dict, precision: str, compile_: bool, threads: int, b
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arch", default="npr_resnet")
-    ap.add_argument("--arch-kw", default=None, help="JSON (default: the shipped default's arguments)")
+    ap.add_argument("--arch", default=None, help="registered architecture (default: the shipped model's)")
+    ap.add_argument("--arch-kw", default=None, help="JSON (default: the shipped model's arguments for its arch, else {})")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=15)
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    kw = json.loads(args.arch_kw) if args.arch_kw else (DEFAULT_KW if args.arch == "npr_resnet" else {})
+    from aidetect.config import SHIPPED_MODEL_DIR
+    from aidetect.model import ModelCard
+
+    shipped = ModelCard.load(SHIPPED_MODEL_DIR)
+    args.arch = args.arch or shipped.architecture
+    kw = json.loads(args.arch_kw) if args.arch_kw else (shipped.arch_kwargs if args.arch == shipped.architecture else {})
     if args.child:
         precision, comp = args.child.split(",")
         print(measure(args.arch, kw, precision, comp == "compile", args.threads, args.batch, args.steps))

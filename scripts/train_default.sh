@@ -4,8 +4,8 @@
 # The CIFAKE parquet set has train/validation/test splits: train on train (40k), select the
 # epoch and calibrate on validation (5k), report test (5k) in the card.
 #
-# Speed on a 2-core CPU with AVX512-BF16/AMX (measured, idle machine): bf16 autocast is 2.4x
-# the fp32 step, torch.compile another 1.2x, and spinning OpenMP threads (ACTIVE) 1.4x over
+# Speed on a 2-core CPU with AVX512-BF16/AMX (python benchmarks/bench_train.py): bf16 autocast
+# is 1.76x the fp32 step, torch.compile another 1.08x, and spinning OpenMP threads (ACTIVE) 1.27x over
 # the sleeping ones `aidetect train` asks for by default (PASSIVE is what keeps a training run
 # usable on a shared, loaded machine). This script assumes the machine is yours for the run.
 set -euo pipefail

@@ -185,9 +185,14 @@ def test_precision_choice() -> None:
 def test_weight_average_warms_up() -> None:
     """The average starts close to the current weights (decay (1+n)/(10+n)) and reaches the
     requested decay only later, so early epochs are not dominated by the random init."""
-    from aidetect.trainer.loop import ema_with_warmup
+    from aidetect.trainer.loop import ema_multi_avg_fn
 
-    avg = ema_with_warmup(0.999)
+    update = ema_multi_avg_fn(0.999)
+
+    def avg(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        update([averaged], [current], n)
+        return averaged
+
     zero, one = torch.zeros(3), torch.ones(3)
-    torch.testing.assert_close(avg(zero, one, torch.tensor(1)), torch.full((3,), 1 - 2 / 11))
-    torch.testing.assert_close(avg(zero, one, torch.tensor(10**6)), torch.full((3,), 0.001))
+    torch.testing.assert_close(avg(zero.clone(), one, torch.tensor(1)), torch.full((3,), 1 - 2 / 11))
+    torch.testing.assert_close(avg(zero.clone(), one, torch.tensor(10**6)), torch.full((3,), 0.001))

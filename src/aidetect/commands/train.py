@@ -56,7 +56,7 @@ LABEL_MAP_HELP = "Map a class name of the data to real or ai, e.g. --label-map P
 @click.option("--ema", type=float, default=0.0, show_default=True,
               help="Keep an exponential moving average of the weights with this decay (e.g. 0.999); 0 = off.")
 @click.option("--compile", "compile_", is_flag=True,
-              help="torch.compile the training step (about 1.3x faster on CPU after a ~30 s warm-up).")
+              help="torch.compile the training step (about 1.1x faster on CPU after a ~10-30 s warm-up).")
 @click.option("--init", "init", type=click.Path(path_type=Path), default=None,
               help="Start from this model directory's weights (fine-tune; same --arch/--arch-kw).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out with the same options.")
