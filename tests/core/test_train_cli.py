@@ -196,3 +196,11 @@ def test_weight_average_warms_up() -> None:
     zero, one = torch.zeros(3), torch.ones(3)
     torch.testing.assert_close(avg(zero.clone(), one, torch.tensor(1)), torch.full((3,), 1 - 2 / 11))
     torch.testing.assert_close(avg(zero.clone(), one, torch.tensor(10**6)), torch.full((3,), 0.001))
+
+
+@pytest.mark.parametrize("bad", [["--ema", "1.5"], ["--label-smoothing", "-0.1"], ["--precision", "int4"]])
+def test_bad_training_options_refused_in_one_line(bad: list[str], parquet_dir: Path, tmp_path: Path, capsys) -> None:
+    rc = main(["train", "--data", str(parquet_dir), "--out", str(tmp_path / "m"), *bad, *TINY])
+    err = capsys.readouterr().err
+    assert rc == 2 and bad[0] in err and "Traceback" not in err
+    assert not (tmp_path / "m").exists()

@@ -39,7 +39,7 @@ LABEL_MAP_HELP = "Map a class name of the data to real or ai, e.g. --label-map P
 @click.option("--batch-size", default=128, show_default=True, type=int)
 @click.option("--lr", default=3e-3, show_default=True, type=float, help="Peak learning rate (one-cycle).")
 @click.option("--weight-decay", default=5e-4, show_default=True, type=float)
-@click.option("--label-smoothing", default=0.0, show_default=True, type=float,
+@click.option("--label-smoothing", default=0.0, show_default=True, type=click.FloatRange(0.0, 1.0, max_open=True),
               help="Cross-entropy label smoothing (the temperature fitted afterwards undoes its effect on confidences).")
 @click.option("--patience", default=4, show_default=True, type=int, help="Early stopping: epochs without improvement.")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -53,7 +53,7 @@ LABEL_MAP_HELP = "Map a class name of the data to real or ai, e.g. --label-map P
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
               help="Autocast dtype of training steps. auto: fp16 on CUDA, bf16 on CPUs with AVX512-BF16/AMX, else fp32.")
-@click.option("--ema", type=float, default=0.0, show_default=True,
+@click.option("--ema", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
               help="Keep an exponential moving average of the weights with this decay (e.g. 0.999); 0 = off.")
 @click.option("--compile", "compile_", is_flag=True,
               help="torch.compile the training step (about 1.1x faster on CPU after a ~10-30 s warm-up).")
