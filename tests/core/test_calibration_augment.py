@@ -109,3 +109,43 @@ def test_variable_size_images_are_cropped_not_resized() -> None:
     )
     assert found
     assert mem.eval_batch(torch.tensor([0]))[0].shape == (3, 32, 32)
+
+
+def test_small_crops_come_from_the_image_not_its_padding() -> None:
+    """Progressive resizing: crops smaller than the input size are windows of the stored
+    image itself (reflected padding only exists to let full-size crops move)."""
+    mem = _mem(n=8)
+    a = BatchAugment(32, jpeg_p=0, blur_p=0, seed=3)
+    p = mem.pad
+    for _ in range(20):
+        crops = a.crops(mem, torch.arange(8), size=24)
+        assert crops.shape == (8, 3, 24, 24)
+        for i, c in enumerate(crops):
+            inner = mem.stacked[i, :, p : p + 32, p : p + 32]
+            assert any(torch.equal(c, inner[:, y : y + 24, x : x + 24]) for y in range(9) for x in range(9))
+    assert a(mem, torch.arange(8), 24).shape == (8, 3, 24, 24)
+    assert a(mem, torch.arange(8)).shape == (8, 3, 32, 32)
+
+
+def test_grid_crops_keep_the_jpeg_block_grid() -> None:
+    """crop_grid=8: crops start at multiples of 8 inside the image, so the 8 x 8 JPEG blocks
+    stay where the encoder put them (as at inference); a full-size crop is the image."""
+    mem = _mem(n=4)
+    p = mem.pad
+    a = BatchAugment(32, jpeg_p=0, blur_p=0, seed=5, crop_grid=8)
+    seen = set()
+    for _ in range(30):
+        crops = a.crops(mem, torch.arange(4), size=24)
+        for i, c in enumerate(crops):
+            inner = mem.stacked[i, :, p : p + 32, p : p + 32]
+            where = [(y, x) for y in range(9) for x in range(9) if torch.equal(c, inner[:, y : y + 24, x : x + 24])]
+            assert where and all(y % 8 == 0 and x % 8 == 0 for y, x in where)
+            seen.update(where)
+    assert seen == {(0, 0), (0, 8), (8, 0), (8, 8)}
+    torch.testing.assert_close(a.crops(mem, torch.arange(4)), mem.eval_batch(torch.arange(4)), rtol=0, atol=0)
+    big = torch.randint(0, 256, (3, 80, 100), dtype=torch.uint8)
+    big_mem = MemoryImages(32, 4, torch.zeros(1, dtype=torch.long), None, [big], ["g"], [])
+    for _ in range(10):
+        c = a.crops(big_mem, torch.tensor([0]))[0]
+        where = [(y, x) for y in range(0, 49, 8) for x in range(0, 69, 8) if torch.equal(c, big[:, y : y + 32, x : x + 32])]
+        assert where

@@ -23,10 +23,16 @@ def test_registry_has_the_baseline_and_the_default() -> None:
     assert CLASSES == ("real", "ai")
 
 
-@pytest.mark.parametrize("name", list_models())
-def test_model_contract(name: str, tmp_path: Path) -> None:
+# options of the default architecture that change its graph
+VARIANTS = [("npr_resnet", {"multiscale": True}), ("npr_resnet", {"dct_stats": 16}),
+            ("npr_resnet", {"multiscale": True, "dct_stats": 16})]
+
+
+@pytest.mark.parametrize(("name", "kwargs"), [(n, {}) for n in list_models()] + VARIANTS,
+                         ids=lambda v: v if isinstance(v, str) else ",".join(v) or "-")
+def test_model_contract(name: str, kwargs: dict, tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = create_model(name).eval()
+    model = create_model(name, **kwargs).eval()
     assert isinstance(model.cam_layer, torch.nn.Module)
     assert any(model.cam_layer is m for m in model.modules())
     for size in (32, 64):
@@ -45,10 +51,29 @@ def test_model_contract(name: str, tmp_path: Path) -> None:
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
     # round trip
     model.eval()
-    card = ModelCard(architecture=name, input_size=32)
+    card = ModelCard(architecture=name, arch_kwargs=kwargs, input_size=32)
     save_model_dir(model, card, tmp_path / "m")
     loaded, card2 = load_model_dir(tmp_path / "m")
     assert card2.architecture == name and card2.version.startswith(name)
     x = torch.randn(2, 3, 48, 40)
     with torch.no_grad():
         torch.testing.assert_close(model(x), loaded(x), rtol=0, atol=0)
+
+
+def test_block_dct_filters_are_jpeg_transform() -> None:
+    """The DCT branch's fixed filters compute JPEG's colour transform then the orthonormal
+    8 x 8 DCT-II of each block: checked against scipy on one block of the Y plane and on the
+    flat-block case (only the DC coefficient is non-zero)."""
+    from scipy.fft import dctn
+
+    from aidetect.model.networks import block_dct_filters
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, 16, 16, generator=g, dtype=torch.float64) * 255
+    coef = torch.nn.functional.conv2d(x, block_dct_filters().double(), stride=8)
+    assert coef.shape == (1, 192, 2, 2)
+    y = 0.299 * x[0, 0] + 0.587 * x[0, 1] + 0.114 * x[0, 2]
+    ref = dctn(y[8:16, :8].numpy(), norm="ortho")
+    torch.testing.assert_close(coef[0, :64, 1, 0].reshape(8, 8), torch.from_numpy(ref), atol=1e-3, rtol=0)
+    flat = torch.nn.functional.conv2d(torch.full((1, 3, 8, 8), 100.0), block_dct_filters(), stride=8)[0, :, 0, 0]
+    assert abs(float(flat[0]) - 800.0) < 1e-2 and float(flat[1:64].abs().max()) < 1e-3  # Y: DC only (8 * 100)

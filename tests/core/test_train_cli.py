@@ -198,7 +198,36 @@ def test_weight_average_warms_up() -> None:
     torch.testing.assert_close(avg(zero.clone(), one, torch.tensor(10**6)), torch.full((3,), 0.001))
 
 
-@pytest.mark.parametrize("bad", [["--ema", "1.5"], ["--label-smoothing", "-0.1"], ["--precision", "int4"]])
+def test_sgd_and_progressive_resizing(parquet_dir: Path, tmp_path: Path) -> None:
+    """--optimizer sgd and --small-crop: the first epochs run on smaller crops (same scale),
+    the last at the input size; the model directory records both and still predicts."""
+    out = tmp_path / "m"
+    rc = main(["train", "--data", str(parquet_dir), "--out", str(out), "--epochs", "3", "--optimizer", "sgd",
+               "--lr", "0.05", "--small-crop", "24", "--small-crop-epochs", "2", *TINY])
+    assert rc == 0
+    card = ModelCard.load(out)
+    cfg = card.training["config"]
+    assert (cfg["optimizer"], cfg["small_crop"], cfg["small_crop_epochs"]) == ("sgd", 24, 2)
+    assert [h["crop"] for h in card.training["history"]] == [24, 24, 32]
+    assert card.input_size == 32 and card.metrics["test"]["n"] == 64
+
+
+def test_sgd_decays_weights_only() -> None:
+    from aidetect.model import create_model
+    from aidetect.trainer.loop import make_optimizer
+
+    model = create_model("npr_resnet_tiny")
+    opt = make_optimizer("sgd", model, 0.1, 5e-4)
+    decayed, free = opt.param_groups
+    assert decayed["weight_decay"] == 5e-4 and free["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decayed["params"]) and all(p.ndim == 1 for p in free["params"])
+    assert len(decayed["params"]) + len(free["params"]) == len(list(model.parameters()))
+    assert opt.defaults["nesterov"] and opt.defaults["momentum"] == 0.9
+
+
+@pytest.mark.parametrize("bad", [["--ema", "1.5"], ["--label-smoothing", "-0.1"], ["--precision", "int4"],
+                                 ["--optimizer", "lion"], ["--small-crop", "-8"],
+                                 ["--small-crop", "33"], ["--crop-grid", "-1"]])
 def test_bad_training_options_refused_in_one_line(bad: list[str], parquet_dir: Path, tmp_path: Path, capsys) -> None:
     rc = main(["train", "--data", str(parquet_dir), "--out", str(tmp_path / "m"), *bad, *TINY])
     err = capsys.readouterr().err

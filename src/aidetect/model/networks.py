@@ -54,6 +54,50 @@ def npr_residual(x: torch.Tensor) -> torch.Tensor:
     return x - F.interpolate(down, scale_factor=2.0, mode="nearest")
 
 
+def block_dct_filters(block: int = 8) -> torch.Tensor:
+    """Conv weights (3 * block**2, 3, block, block) computing, with stride ``block``, the 2-D
+    orthonormal DCT-II of every block of the Y, Cb and Cr planes (JPEG's colour transform
+    and transform) of an RGB image in 0-255."""
+    n = torch.arange(block, dtype=torch.float64)
+    k = n.view(-1, 1)
+    basis = torch.cos(torch.pi * (2 * n + 1) * k / (2 * block)) * (2.0 / block) ** 0.5
+    basis[0] /= 2.0**0.5
+    dct2 = torch.einsum("ux,vy->uvxy", basis, basis).reshape(block * block, block, block)
+    ycbcr = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
+                         dtype=torch.float64)
+    w = torch.einsum("cr,kxy->ckrxy", ycbcr, dct2).reshape(3 * block * block, 3, block, block)
+    return w.float()
+
+
+class DCTStats(nn.Module):
+    """Global statistics of JPEG-aligned 8 x 8 block DCT coefficients: log(1 + |coef|) of
+    every (channel, frequency) through a learned 1x1 layer, averaged over the blocks. The
+    quantised high-frequency coefficients of a JPEG are where generated and camera images
+    differ most in their statistics; a network starting from pixels has to learn this
+    transform and its alignment to the file's block grid, which short training does not."""
+
+    def __init__(self, out_channels: int, mean: tuple[float, ...], std: tuple[float, ...], block: int = 8) -> None:
+        super().__init__()
+        self.block = block
+        self.register_buffer("dct", block_dct_filters(block), persistent=False)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        c = 3 * block * block
+        self.embed = nn.Sequential(
+            nn.BatchNorm2d(c), nn.Conv2d(c, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        b = self.block
+        if h < b or w < b:
+            return x.new_zeros(x.shape[0], self.embed[1].out_channels)
+        pixels = (x[..., : h - h % b, : w - w % b] * self.std + self.mean) * 255.0
+        coef = F.conv2d(pixels, self.dct.to(pixels.dtype), stride=b)
+        return self.embed(torch.log1p(coef.abs())).mean(dim=(2, 3))
+
+
 class BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
@@ -87,9 +131,15 @@ class NPRResNet(nn.Module):
         blocks: tuple[int, ...] = (1, 1, 1),
         strides: tuple[int, ...] = (2, 2, 1),
         residual_gain: float = 4.0,
+        multiscale: bool = False,
+        dct_stats: int = 0,
+        mean: tuple[float, float, float] = (0.485, 0.456, 0.406),
+        std: tuple[float, float, float] = (0.229, 0.224, 0.225),
     ) -> None:
         super().__init__()
         self.residual_gain = residual_gain
+        self.multiscale = multiscale
+        self.dct_stats = DCTStats(dct_stats, mean, std) if dct_stats else None
         self.stem = nn.Sequential(
             nn.Conv2d(6, widths[0], 3, 1, 1, bias=False),
             nn.BatchNorm2d(widths[0]),
@@ -103,7 +153,8 @@ class NPRResNet(nn.Module):
                 cin = w
         self.stages = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Linear(cin, num_classes)
+        pooled = cin + (widths[0] + sum(b.conv2.out_channels for b in layers[:-1]) if multiscale else 0) + dct_stats
+        self.head = nn.Linear(pooled, num_classes)
 
     @property
     def cam_layer(self) -> nn.Module:
@@ -112,8 +163,19 @@ class NPRResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         res = npr_residual(x) * self.residual_gain
         x = x[..., : res.shape[-2], : res.shape[-1]]
-        feats = self.stages(self.stem(torch.cat([x, res], dim=1)))
-        return self.head(torch.flatten(self.pool(feats), 1))
+        extra = [self.dct_stats(x)] if self.dct_stats is not None else []
+        feats = self.stem(torch.cat([x, res], dim=1))
+        if not self.multiscale:
+            return self.head(torch.cat([torch.flatten(self.pool(self.stages(feats)), 1), *extra], dim=1))
+        pooled = [self.pool(feats)]
+        for block in self.stages:
+            feats = block(feats)
+            pooled.append(self.pool(feats))
+        # early feature maps pooled over the whole image: global statistics of the
+        # low-level filters (how much high-frequency energy, where JPEG left it), read
+        # by the head next to the last stage's features
+        flat = torch.flatten(torch.cat(pooled[-1:] + pooled[:-1], dim=1), 1)
+        return self.head(torch.cat([flat, *extra], dim=1))
 
 
 @register_model("seed")

@@ -68,6 +68,10 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16: autocast dtype of the training forward
     ema: float = 0.0  # decay of an exponential moving average of the weights (0 = off)
     compile: bool = False  # torch.compile the training forward/backward (1.1x on CPU after ~10-30 s)
+    optimizer: str = "adamw"  # adamw | sgd (Nesterov momentum 0.9, coupled weight decay)
+    small_crop: int = 0  # progressive resizing: train on crops of this size first (0 = off) ...
+    small_crop_epochs: int = 0  # ... for this many epochs, then at the input size
+    crop_grid: int = 0  # 0: crops move freely over reflect padding; g: crops start at multiples of g
 
     def fingerprint(self) -> dict[str, Any]:
         d = asdict(self)
@@ -118,6 +122,19 @@ def ema_multi_avg_fn(decay: float):  # noqa: ANN201 (an AveragedModel multi_avg_
                 a.copy_(a * d + c * (1.0 - d))
 
     return update
+
+
+def make_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW (decoupled weight decay), or SGD with Nesterov momentum 0.9 and weight decay on
+    the weights of convolutions and linear layers only (not on BatchNorm or biases)."""
+    if name == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        decay = [p for p in model.parameters() if p.ndim > 1]
+        rest = [p for p in model.parameters() if p.ndim <= 1]
+        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+        return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+    raise AidetectError(f"--optimizer {name}: choose adamw or sgd")
 
 
 def predict_logits(
@@ -249,6 +266,10 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        if cfg.small_crop and not (8 <= cfg.small_crop < cfg.input_size and cfg.small_crop % 2 == 0):
+            raise AidetectError(
+                f"--small-crop {cfg.small_crop}: must be an even size from 8 to below --input-size {cfg.input_size}"
+            )
         self.prepare()
         norm = Normalisation()
         self.model = create_model(cfg.arch, **cfg.arch_kwargs).to(self.device, memory_format=torch.channels_last)
@@ -265,7 +286,7 @@ class Trainer:
                 )
             self.model.load_state_dict(init_model.state_dict())
             self.log(f"starting from the weights of {cfg.init} ({self.init_card.version})")
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = make_optimizer(cfg.optimizer, self.model, cfg.lr, cfg.weight_decay)
         steps = max(1, len(self.train_mem) // cfg.batch_size)
         self.sched = torch.optim.lr_scheduler.OneCycleLR(
             self.opt, max_lr=cfg.lr, total_steps=steps * cfg.epochs, pct_start=0.15
@@ -282,7 +303,8 @@ class Trainer:
             start_epoch, history, best = self._load_state()
             self.log(f"resuming at epoch {start_epoch + 1} (best so far: epoch {best['epoch'] + 1})")
         aug = BatchAugment(
-            cfg.input_size, norm, cfg.blur_p, cfg.jpeg_p, tuple(cfg.jpeg_quality), cfg.grayscale_p, cfg.seed
+            cfg.input_size, norm, cfg.blur_p, cfg.jpeg_p, tuple(cfg.jpeg_quality), cfg.grayscale_p, cfg.seed,
+            cfg.crop_grid,
         )
         self.log(
             f"training {cfg.arch} ({n_params:,} parameters) on {self.device} with "
@@ -298,9 +320,10 @@ class Trainer:
             aug.rng.seed(cfg.seed * 1000 + epoch)
             tot_loss, tot_ok, seen = 0.0, 0, 0
             bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not cfg.progress)
+            crop = cfg.small_crop if epoch < cfg.small_crop_epochs and cfg.small_crop else None
             for b in bar:
                 idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                x = aug(self.train_mem, idx).to(self.device, memory_format=torch.channels_last)
+                x = aug(self.train_mem, idx, crop).to(self.device, memory_format=torch.channels_last)
                 y = self.train_mem.labels[idx].to(self.device)
                 with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=use_amp):
                     logits = train_forward(x)
@@ -330,6 +353,7 @@ class Trainer:
                 "val_loss": val_loss,
                 "val_accuracy": val_acc,
                 "lr": self.opt.param_groups[0]["lr"],
+                "crop": crop or cfg.input_size,
                 "seconds": round(dt, 1),
             }
             history.append(rec)

@@ -112,26 +112,45 @@ class BatchAugment:
         jpeg_quality: tuple[int, int] = (60, 95),
         grayscale_p: float = 0.0,
         seed: int = 0,
+        crop_grid: int = 0,
     ) -> None:
         self.size = size
+        self.crop_grid = crop_grid
         norm = norm or Normalisation()
         self.mean = torch.tensor(norm.mean).view(1, 3, 1, 1)
         self.std = torch.tensor(norm.std).view(1, 3, 1, 1)
         self.blur_p, self.jpeg_p, self.jpeg_quality, self.grayscale_p = blur_p, jpeg_p, jpeg_quality, grayscale_p
         self.rng = random.Random(seed)
 
-    def crops(self, mem: MemoryImages, idx: torch.Tensor) -> torch.Tensor:
-        s, r = self.size, self.rng
+    def crops(self, mem: MemoryImages, idx: torch.Tensor, size: int | None = None) -> torch.Tensor:
+        """Random ``size`` x ``size`` crops (default: the model's input size).
+
+        With ``crop_grid`` 0, crops move over the reflect-padded image (the classic CIFAR
+        translation); crops smaller than the input size are then taken inside the image,
+        never from its padding. With ``crop_grid`` g > 0, crops start at multiples of g inside
+        the image (no padding): g = 8 keeps the 8 x 8 JPEG block grid where it is in the file,
+        as it is at inference, and a full-size crop of a model-size image is the image itself.
+        """
+        s, r, g = size or self.size, self.rng, self.crop_grid
+        inner = (s < self.size or g > 0) and mem.stacked is not None
         out = []
         for i in idx.tolist():
             t = mem.stacked[i] if mem.stacked is not None else mem.items[i]  # type: ignore[index]
             h, w = t.shape[-2:]
-            y, x = r.randint(0, h - s), r.randint(0, w - s)
+            if inner:
+                y0 = x0 = mem.pad
+                h = w = mem.size
+            else:
+                y0 = x0 = 0
+            if g > 0:
+                y, x = y0 + g * r.randint(0, (h - s) // g), x0 + g * r.randint(0, (w - s) // g)
+            else:
+                y, x = y0 + r.randint(0, h - s), x0 + r.randint(0, w - s)
             out.append(t[:, y : y + s, x : x + s])
         return torch.stack(out)
 
-    def __call__(self, mem: MemoryImages, idx: torch.Tensor) -> torch.Tensor:
-        x = self.crops(mem, idx)
+    def __call__(self, mem: MemoryImages, idx: torch.Tensor, size: int | None = None) -> torch.Tensor:
+        x = self.crops(mem, idx, size)
         n, r = x.shape[0], self.rng
         flip = torch.tensor([r.random() < 0.5 for _ in range(n)])
         if flip.any():
