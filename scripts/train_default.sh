@@ -18,8 +18,10 @@ case "$which" in
     out=${2:-src/aidetect/models/default}
     exec .venv/bin/aidetect train --data "cifake=$data" --out "$out" --arch npr_resnet \
       --arch-kw 'widths=[32,64,128,256]' --arch-kw 'blocks=[1,1,1,1]' --arch-kw 'strides=[2,2,1,2]' \
-      --jpeg-p 0.3 --blur-p 0.1 --grayscale-p 0.05 --epochs 36 --batch-size 128 --lr 3e-3 --weight-decay 0.05 \
-      --patience 36 --ema 0.999 --compile --seed 0 --threads "${THREADS:-2}" ;;
+      --arch-kw multiscale=true --arch-kw dct_stats=64 \
+      --jpeg-p 0.3 --blur-p 0.1 --grayscale-p 0.05 --crop-grid 8 --small-crop 24 --small-crop-epochs 12 \
+      --epochs 18 --batch-size 128 --lr 3e-3 --weight-decay 0.05 --patience 18 --ema 0.999 \
+      --seed 0 --threads "${THREADS:-2}" ${COMPILE:+--compile} ;;
   seed)
     out=${2:-build/models/seed}
     exec .venv/bin/aidetect train --data "cifake=$data" --out "$out" --arch seed \

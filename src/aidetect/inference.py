@@ -142,15 +142,22 @@ def tile_grid(width: int, height: int, size: int, max_tiles: int) -> tuple[int, 
             return nx, ny
 
 
+JPEG_BLOCK = 8
+
+
 def _axis(length: int, size: int, n: int) -> tuple[list[int], list[tuple[float, float]]]:
-    """Tile starts along one axis (each tile centred in its cell of an even partition) and
-    the span each tile's CAM is drawn over (the tile itself when the tiles cover the axis,
-    the tile's cell when they only sample it)."""
+    """Tile starts along one axis (each tile centred in its cell of an even partition, then
+    moved to the nearest multiple of 8 so that a tile's 8 x 8 blocks are the JPEG encoder's
+    blocks, as in training; at most 7 px at the far edge can go unseen) and the span each
+    tile's CAM is drawn over (the tile itself when the tiles cover the axis, the tile's cell
+    when they only sample it)."""
     edges = np.linspace(0.0, float(length), n + 1)
+    last = (length - size) // JPEG_BLOCK * JPEG_BLOCK
     starts, spans = [], []
     for i in range(n):
         centre = (edges[i] + edges[i + 1]) / 2
-        s = int(round(min(max(centre - size / 2, 0), length - size)))
+        s = min(max(centre - size / 2, 0), length - size)
+        s = min(int(round(s / JPEG_BLOCK)) * JPEG_BLOCK, last)
         starts.append(s)
         cell = edges[i + 1] - edges[i]
         spans.append((float(s), float(s + size)) if cell <= size else (float(edges[i]), float(edges[i + 1])))

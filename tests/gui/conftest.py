@@ -60,6 +60,19 @@ def _geometry(app) -> str:
     return f"{r.winfo_width()}x{r.winfo_height()}+{r.winfo_rootx()}+{r.winfo_rooty()}"
 
 
+@pytest.fixture(autouse=True)
+def _collect_tk_garbage_on_the_main_thread() -> Iterator[None]:
+    """Tk objects left in reference cycles by a test (images, variables) must be freed on
+    the Tk thread: if the cyclic collector happens to run in another thread (a progress-bar
+    monitor, a worker lane), Tcl aborts the whole process ("Tcl_AsyncDelete: async handler
+    deleted by the wrong thread"; seen once here under load)."""
+    import gc
+
+    gc.collect()
+    yield
+    gc.collect()
+
+
 @pytest.fixture
 def dashboard(aidetect_home: Path) -> Iterator:
     from aidetect.gui.app import Dashboard

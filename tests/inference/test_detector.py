@@ -132,6 +132,11 @@ def test_tile_grid_policy() -> None:
     assert plan_views(32, 32, 32, 96, 16).tiles == []  # exact size: unchanged
     assert plan_views(80, 80, 32, 96, 16).tiles == []  # small: resize + centre crop
     assert len(plan_views(96, 200, 32, 96, 16).tiles) <= 16
+    for w, h in ((500, 300), (130, 100), (3000, 1000), (517, 389)):
+        plan = plan_views(w, h, 32, 96, 16)
+        # tiles sit on the 8 x 8 JPEG block grid, inside the image
+        assert plan.tiles and all(x % 8 == 0 and y % 8 == 0 for x, y in plan.tiles)
+        assert all(0 <= x <= w - 32 and 0 <= y <= h - 32 for x, y in plan.tiles)
 
 
 def test_large_image_is_tiled_with_full_size_heatmap(detector: Detector, tmp_path: Path) -> None:

@@ -93,9 +93,13 @@ class DCTStats(nn.Module):
         b = self.block
         if h < b or w < b:
             return x.new_zeros(x.shape[0], self.embed[1].out_channels)
-        pixels = (x[..., : h - h % b, : w - w % b] * self.std + self.mean) * 255.0
-        coef = F.conv2d(pixels, self.dct.to(pixels.dtype), stride=b)
-        return self.embed(torch.log1p(coef.abs())).mean(dim=(2, 3))
+        # in float32 even under autocast: bf16/fp16 would round pixel levels and the small
+        # high-frequency coefficients this branch is about
+        with torch.autocast(x.device.type, enabled=False):
+            pixels = (x[..., : h - h % b, : w - w % b].float() * self.std + self.mean) * 255.0
+            coef = F.conv2d(pixels, self.dct, stride=b)
+            feats = torch.log1p(coef.abs())
+        return self.embed(feats).mean(dim=(2, 3))
 
 
 class BasicBlock(nn.Module):

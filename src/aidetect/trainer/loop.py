@@ -310,7 +310,9 @@ class Trainer:
             f"training {cfg.arch} ({n_params:,} parameters) on {self.device} with "
             f"{torch.get_num_threads()} threads, {cfg.epochs} epochs max, batch {cfg.batch_size}"
         )
-        train_forward = torch.compile(self.model) if cfg.compile else self.model
+        # static shapes: with progressive resizing, one graph per crop size rather than a switch
+        # to a dynamic-shape graph when the size changes
+        train_forward = torch.compile(self.model, dynamic=False) if cfg.compile else self.model
         stopped_early = False
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
