@@ -233,3 +233,41 @@ def test_bad_training_options_refused_in_one_line(bad: list[str], parquet_dir: P
     err = capsys.readouterr().err
     assert rc == 2 and bad[0] in err and "Traceback" not in err
     assert not (tmp_path / "m").exists()
+
+
+def test_grown_model_starts_as_the_old_one() -> None:
+    """--init into a network with a new part (the DCT branch): weights that fit are taken,
+    the head grows with zero weights for its new inputs, so the outputs are unchanged."""
+    from aidetect.model import create_model
+    from aidetect.trainer.loop import grow_state_dict
+
+    torch.manual_seed(0)
+    old = create_model("npr_resnet_tiny").eval()
+    new = create_model("npr_resnet_tiny", dct_stats=8).eval()
+    kept, grown, added = grow_state_dict(new, old.state_dict())
+    assert grown == ["head.weight"] and all(k.startswith("dct_stats.") for k in added)
+    assert len(kept) == len(old.state_dict()) - 1
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(new(x), old(x))
+
+
+def test_freeze_init_trains_only_the_new_part(trained: Path, parquet_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "grown"
+    rc = main(["train", "--data", str(parquet_dir), "--out", str(out), "--epochs", "1", "--init", str(trained),
+               "--freeze-init", "--arch-kw", "dct_stats=8", "--crop-grid", "8", *TINY])
+    assert rc == 0
+    before, after = load_file(str(trained / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    for k, v in before.items():
+        if k != "head.weight":
+            torch.testing.assert_close(after[k], v, rtol=0, atol=0)  # weights and BatchNorm statistics
+    assert not torch.equal(after["head.weight"][:, : before["head.weight"].shape[1]], before["head.weight"])
+    assert any(k.startswith("dct_stats.") for k in after)
+    card = ModelCard.load(out)
+    assert card.arch_kwargs == {"dct_stats": 8} and card.training["init_from"]["version"] == ModelCard.load(trained).version
+
+
+def test_freeze_init_needs_init(parquet_dir: Path, tmp_path: Path, capsys) -> None:
+    rc = main(["train", "--data", str(parquet_dir), "--out", str(tmp_path / "m"), "--epochs", "1", "--freeze-init",
+               *TINY])
+    assert rc == 2 and "--freeze-init needs --init" in capsys.readouterr().err

@@ -172,7 +172,9 @@ class Store:
                 return rows
             time.sleep(0.25)
         missing = keys - {r["sha256"] for r in rows if r["status"] in ("done", "failed")}
-        raise AssertionError(f"{len(missing)} files have no final row after {timeout} s")
+        seen = {r["sha256"]: f'{r["status"]} {r["path"]}' for r in rows if r["sha256"] in missing}
+        detail = "; ".join(f"{k[:12]}: {seen.get(k, 'no row')}" for k in sorted(missing)[:10])
+        raise AssertionError(f"{len(missing)} files have no final row after {timeout} s ({detail})")
 
 
 @pytest.fixture

@@ -68,12 +68,15 @@ LABEL_MAP_HELP = "Map a class name of the data to real or ai, e.g. --label-map P
               help="0: random crops move freely over reflect-padded images (CIFAR-style translation). "
                    "8: crops start at multiples of 8 inside the image, keeping the JPEG block grid in place.")
 @click.option("--init", "init", type=click.Path(path_type=Path), default=None,
-              help="Start from this model directory's weights (fine-tune; same --arch/--arch-kw).")
+              help="Start from this model directory's weights (fine-tune; same --arch; --arch-kw may add parts, "
+                   "e.g. dct_stats: weights that fit are taken, a grown head starts with zeros for its new inputs).")
+@click.option("--freeze-init", is_flag=True,
+              help="With --init: keep the weights taken from it fixed (BatchNorm statistics included); train only the new parts.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out with the same options.")
 @click.option("--publish", is_flag=True, help="Register the trained model as the active version (workers switch to it).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(data, label_map, out, arch, arch_kw, input_size, epochs, batch_size, lr, weight_decay, label_smoothing, patience, seed,
-          val_fraction, max_train, jpeg_p, blur_p, grayscale_p, device, threads, precision, ema, compile_, optimizer, small_crop, small_crop_epochs, crop_grid, init, resume, publish, quiet) -> None:
+          val_fraction, max_train, jpeg_p, blur_p, grayscale_p, device, threads, precision, ema, compile_, optimizer, small_crop, small_crop_epochs, crop_grid, init, freeze_init, resume, publish, quiet) -> None:
     """Train a model directory on one or more data sources; calibrate it on validation."""
     _passive_omp()
     from aidetect.errors import AidetectError
@@ -92,7 +95,7 @@ def train(data, label_map, out, arch, arch_kw, input_size, epochs, batch_size, l
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing, patience=patience, seed=seed,
         val_fraction=val_fraction, max_train=max_train, resume=resume, device=device, threads=threads, precision=precision, ema=ema, compile=compile_,
         optimizer=optimizer, small_crop=small_crop, small_crop_epochs=small_crop_epochs, crop_grid=crop_grid,
-        blur_p=blur_p, jpeg_p=jpeg_p, grayscale_p=grayscale_p, progress=not quiet, init=init,
+        blur_p=blur_p, jpeg_p=jpeg_p, grayscale_p=grayscale_p, progress=not quiet, init=init, freeze_init=freeze_init,
     )
     model_dir = run_training(cfg)
     if publish:

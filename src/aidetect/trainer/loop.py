@@ -65,6 +65,7 @@ class TrainConfig:
     progress: bool = True
     evaluate_test: bool = True
     init: Path | None = None  # start from this model directory's weights (fine-tuning)
+    freeze_init: bool = False  # keep the weights taken from --init fixed; train only what is new
     precision: str = "auto"  # auto | fp32 | bf16 | fp16: autocast dtype of the training forward
     ema: float = 0.0  # decay of an exponential moving average of the weights (0 = off)
     compile: bool = False  # torch.compile the training forward/backward (1.1x on CPU after ~10-30 s)
@@ -124,14 +125,49 @@ def ema_multi_avg_fn(decay: float):  # noqa: ANN201 (an AveragedModel multi_avg_
     return update
 
 
+def grow_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str], list[str]]:
+    """Load ``state`` into ``model`` where it fits: tensors of the same shape as they are;
+    tensors that grew (every dimension at least as large, e.g. a head reading more features)
+    get the old values in their leading slice and zeros elsewhere, so the network starts out
+    computing what the old one did; the rest keep their fresh initialisation. Returns the
+    names taken as they are, grown, and new."""
+    own = model.state_dict()
+    kept, grown, new = [], [], []
+    with torch.no_grad():
+        for name, t in own.items():
+            old = state.get(name)
+            if old is None or old.ndim != t.ndim:
+                new.append(name)
+            elif old.shape == t.shape:
+                t.copy_(old)
+                kept.append(name)
+            elif all(o <= n for o, n in zip(old.shape, t.shape, strict=True)):
+                t.zero_()
+                t[tuple(slice(0, o) for o in old.shape)] = old
+                grown.append(name)
+            else:
+                new.append(name)
+    return kept, grown, new
+
+
+def freeze_batchnorm_of_frozen(model: nn.Module) -> None:
+    """Put BatchNorm layers whose parameters are all frozen in eval mode (their running
+    statistics stay those of the weights they came with)."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
+            m.eval()
+
+
 def make_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """AdamW (decoupled weight decay), or SGD with Nesterov momentum 0.9 and weight decay on
-    the weights of convolutions and linear layers only (not on BatchNorm or biases)."""
+    the weights of convolutions and linear layers only (not on BatchNorm or biases). Frozen
+    parameters are left out."""
+    params = [p for p in model.parameters() if p.requires_grad]
     if name == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
-        decay = [p for p in model.parameters() if p.ndim > 1]
-        rest = [p for p in model.parameters() if p.ndim <= 1]
+        decay = [p for p in params if p.ndim > 1]
+        rest = [p for p in params if p.ndim <= 1]
         groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
         return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
     raise AidetectError(f"--optimizer {name}: choose adamw or sgd")
@@ -270,6 +306,8 @@ class Trainer:
             raise AidetectError(
                 f"--small-crop {cfg.small_crop}: must be an even size from 8 to below --input-size {cfg.input_size}"
             )
+        if cfg.freeze_init and cfg.init is None:
+            raise AidetectError("--freeze-init needs --init")
         self.prepare()
         norm = Normalisation()
         self.model = create_model(cfg.arch, **cfg.arch_kwargs).to(self.device, memory_format=torch.channels_last)
@@ -279,12 +317,19 @@ class Trainer:
             from aidetect.model import load_model_dir
 
             init_model, self.init_card = load_model_dir(cfg.init)
-            if (self.init_card.architecture, self.init_card.arch_kwargs) != (cfg.arch, cfg.arch_kwargs):
+            if self.init_card.architecture != cfg.arch:
                 raise AidetectError(
-                    f"--init {cfg.init}: its architecture {self.init_card.architecture} "
-                    f"{self.init_card.arch_kwargs} differs from --arch {cfg.arch} {cfg.arch_kwargs}"
+                    f"--init {cfg.init}: its architecture {self.init_card.architecture} differs from --arch {cfg.arch}"
                 )
-            self.model.load_state_dict(init_model.state_dict())
+            kept, grown, new = grow_state_dict(self.model, init_model.state_dict())
+            if not kept:
+                raise AidetectError(f"--init {cfg.init}: none of its weights fit --arch {cfg.arch} {cfg.arch_kwargs}")
+            if grown or new:
+                self.log(f"--init: {len(kept)} tensors taken as they are, {len(grown)} grown ({', '.join(grown)}), "
+                         f"{len(new)} new")
+            if cfg.freeze_init:
+                for name, p in self.model.named_parameters():
+                    p.requires_grad_(name not in kept)
             self.log(f"starting from the weights of {cfg.init} ({self.init_card.version})")
         self.opt = make_optimizer(cfg.optimizer, self.model, cfg.lr, cfg.weight_decay)
         steps = max(1, len(self.train_mem) // cfg.batch_size)
@@ -317,6 +362,7 @@ class Trainer:
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
             self.model.train()
+            freeze_batchnorm_of_frozen(self.model)
             gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
             perm = torch.randperm(len(self.train_mem), generator=gen)
             aug.rng.seed(cfg.seed * 1000 + epoch)
