@@ -126,7 +126,13 @@ class NPRResNet(nn.Module):
     the image stream keeps the colour/texture statistics that CIFAKE-like data also
     separates on. The stem runs at full resolution (the residual lives in single pixels);
     then stages of basic blocks (``widths``, ``blocks``, ``strides``), global average
-    pooling and a linear head. Fully convolutional: any input size works."""
+    pooling and a linear head. Fully convolutional: any input size works.
+
+    Options: ``multiscale`` also pools the stem and every stage but the last and feeds them
+    to the head; ``dct_stats`` (channels) adds :class:`DCTStats`, global statistics of the
+    JPEG-aligned block DCT. Both reach the head beside ``cam_layer``, so Grad-CAM explains the
+    last stage's part of the logit. ``mean``/``std``: the normalisation of the input (the
+    DCT branch works on 0-255 pixel values)."""
 
     def __init__(
         self,
