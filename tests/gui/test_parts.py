@@ -16,6 +16,7 @@ from PIL import Image
 from aidetect.errors import ImageLoadError
 from aidetect.gui import imaging, queries
 from aidetect.gui.tasks import TaskRunner
+from aidetect.gui.tkgc import TkThreadCollector
 
 
 def test_runner_delivers_on_tk_thread_and_drops_superseded() -> None:
@@ -43,6 +44,41 @@ def test_runner_delivers_on_tk_thread_and_drops_superseded() -> None:
         assert isinstance(errors[0], ZeroDivisionError)
         assert runner.idle()
         runner.close()
+    finally:
+        root.destroy()
+
+
+def test_tk_garbage_is_collected_on_the_tk_thread_only() -> None:
+    """While the dashboard runs, a worker thread's allocations never start a cyclic collection
+    (which could free a Tk image off the Tk thread and abort Tcl); the Tk loop collects instead,
+    and closing restores automatic collection."""
+    import gc
+    import weakref
+
+    root = tk.Tk()
+    try:
+        enabled = gc.isenabled()
+        collector = TkThreadCollector(root, every_ms=20)
+        assert not gc.isenabled()
+
+        class Holder:
+            pass
+
+        h = Holder()
+        h.cycle, h.image = h, tk.PhotoImage(master=root, width=4, height=4)
+        ref = weakref.ref(h)
+        del h
+        worker = threading.Thread(target=lambda: [[i] for i in range(300_000)])
+        worker.start()
+        worker.join()
+        assert ref() is not None  # the worker's allocations collected nothing
+        end = time.monotonic() + 5
+        while ref() is not None and time.monotonic() < end:
+            root.update()
+            time.sleep(0.005)
+        assert ref() is None and collector.collections > 0
+        collector.close()
+        assert gc.isenabled() == enabled
     finally:
         root.destroy()
 

@@ -32,6 +32,7 @@ from aidetect.gui.detail import DetailPanel
 from aidetect.gui.inline import InlineScorer
 from aidetect.gui.queries import Filters, Row
 from aidetect.gui.tasks import TaskRunner
+from aidetect.gui.tkgc import TkThreadCollector
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,7 @@ class Dashboard:
         sw, sh = self.root.winfo_screenwidth(), self.root.winfo_screenheight()
         w, h = min(size[0], sw), min(size[1], sh)
         self.root.geometry(f"{w}x{h}+{max(0, (sw - w) // 2)}+{max(0, (sh - h) // 2)}")
+        self.gc = TkThreadCollector(self.root)  # Tk objects are freed on the Tk thread only
         self.runner = TaskRunner(
             self.root, lanes=("io", "thumb", "score", "status"), on_error=self.report_error
         )
@@ -870,6 +872,7 @@ class Dashboard:
     def close(self) -> None:
         self.runner.close()
         self.scorer.close()
+        self.gc.close()
         with contextlib.suppress(tk.TclError):
             self.root.destroy()
 
