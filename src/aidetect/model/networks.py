@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aidetect.model.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from aidetect.model.registry import register_model
 
 
@@ -143,8 +144,8 @@ class NPRResNet(nn.Module):
         residual_gain: float = 4.0,
         multiscale: bool = False,
         dct_stats: int = 0,
-        mean: tuple[float, float, float] = (0.485, 0.456, 0.406),
-        std: tuple[float, float, float] = (0.229, 0.224, 0.225),
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
     ) -> None:
         super().__init__()
         self.residual_gain = residual_gain

@@ -362,7 +362,8 @@ class Trainer:
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
             self.model.train()
-            freeze_batchnorm_of_frozen(self.model)
+            if cfg.freeze_init:
+                freeze_batchnorm_of_frozen(self.model)
             gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
             perm = torch.randperm(len(self.train_mem), generator=gen)
             aug.rng.seed(cfg.seed * 1000 + epoch)

@@ -131,21 +131,15 @@ class BatchAugment:
         the image (no padding): g = 8 keeps the 8 x 8 JPEG block grid where it is in the file,
         as it is at inference, and a full-size crop of a model-size image is the image itself.
         """
-        s, r, g = size or self.size, self.rng, self.crop_grid
-        inner = (s < self.size or g > 0) and mem.stacked is not None
+        s, r, step = size or self.size, self.rng, self.crop_grid or 1
+        # stacked images carry reflect padding: only full-size free crops may use it
+        inner = (s < self.size or self.crop_grid > 0) and mem.stacked is not None
         out = []
         for i in idx.tolist():
             t = mem.stacked[i] if mem.stacked is not None else mem.items[i]  # type: ignore[index]
-            h, w = t.shape[-2:]
-            if inner:
-                y0 = x0 = mem.pad
-                h = w = mem.size
-            else:
-                y0 = x0 = 0
-            if g > 0:
-                y, x = y0 + g * r.randint(0, (h - s) // g), x0 + g * r.randint(0, (w - s) // g)
-            else:
-                y, x = y0 + r.randint(0, h - s), x0 + r.randint(0, w - s)
+            o, (h, w) = (mem.pad, (mem.size, mem.size)) if inner else (0, t.shape[-2:])
+            y = o + step * r.randint(0, (h - s) // step)
+            x = o + step * r.randint(0, (w - s) // step)
             out.append(t[:, y : y + s, x : x + s])
         return torch.stack(out)
 
