@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the shipped default model (and the seed baseline) from ../shared/data/cifake.
-# Usage: scripts/train_default.sh [default|dct|dct24|seed] [OUT]
+# Usage: scripts/train_default.sh [default|dct|dct24|dct32|seed] [OUT]
 # The CIFAKE parquet set has train/validation/test splits: train on train (40k), select the
 # epoch and calibrate on validation (5k), report test (5k) in the card.
 #
@@ -33,10 +33,20 @@ case "$which" in
       --jpeg-p 0.3 --blur-p 0.1 --grayscale-p 0.05 --crop-grid 8 --small-crop 24 "${schedule[@]}" \
       --batch-size 128 --lr 3e-3 --weight-decay 0.05 --ema 0.999 \
       --seed 0 --threads "${THREADS:-2}" ${COMPILE:+--compile} ;;
+  dct32)
+    # The DCT branch at the full 32 px for every epoch, crops moving on the JPEG grid over
+    # 8 px of mirrored blocks (--grid-pad 8).
+    out=${2:-build/models/dct32}
+    exec .venv/bin/aidetect train --data "cifake=$data" --out "$out" --arch npr_resnet \
+      --arch-kw 'widths=[32,64,128,256]' --arch-kw 'blocks=[1,1,1,1]' --arch-kw 'strides=[2,2,1,2]' \
+      --arch-kw multiscale=true --arch-kw dct_stats=64 \
+      --jpeg-p 0.3 --blur-p 0.1 --grayscale-p 0.05 --crop-grid 8 --grid-pad 8 \
+      --epochs "${EPOCHS:-34}" --patience 99 --batch-size 128 --lr 3e-3 --weight-decay 0.05 --ema 0.999 \
+      --seed 0 --threads "${THREADS:-2}" ${COMPILE:+--compile} ;;
   seed)
     out=${2:-build/models/seed}
     exec .venv/bin/aidetect train --data "cifake=$data" --out "$out" --arch seed \
       --jpeg-p 0.2 --blur-p 0.05 --grayscale-p 0.02 \
       --epochs 14 --batch-size 128 --lr 1e-3 --patience 4 --seed 0 --threads "${THREADS:-2}" ;;
-  *) echo "usage: $0 [default|dct|dct24|seed] [OUT]" >&2; exit 2 ;;
+  *) echo "usage: $0 [default|dct|dct24|dct32|seed] [OUT]" >&2; exit 2 ;;
 esac

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from aidetect.trainer import calibration
@@ -149,3 +150,35 @@ def test_grid_crops_keep_the_jpeg_block_grid() -> None:
         c = a.crops(big_mem, torch.tensor([0]))[0]
         where = [(y, x) for y in range(0, 49, 8) for x in range(0, 69, 8) if torch.equal(c, big[:, y : y + 32, x : x + 32])]
         assert where
+
+
+def test_grid_pad_moves_full_size_crops_on_the_grid_over_mirrored_blocks() -> None:
+    """grid_pad=8: a full-size crop of a model-size image moves by multiples of 8 over the
+    image mirrored by 8 px; each 8 x 8 block of the crop is a block of the image, or that block
+    mirrored, whose DCT coefficients have the same magnitudes (a block JPEG could have written)."""
+    from scipy.fft import dctn
+
+    mem = _mem(n=4)
+    p = mem.pad
+    a = BatchAugment(32, jpeg_p=0, blur_p=0, seed=7, crop_grid=8, grid_pad=8)
+    offsets = set()
+    for _ in range(40):
+        crops = a.crops(mem, torch.arange(4))
+        assert crops.shape == (4, 3, 32, 32)
+        for i, c in enumerate(crops):
+            img = mem.stacked[i, :, p : p + 32, p : p + 32]
+            blocks = {img[:, y : y + 8, x : x + 8].flip(dims).numpy().tobytes()
+                      for y in range(0, 32, 8) for x in range(0, 32, 8) for dims in ((), (-1,), (-2,), (-2, -1))}
+            assert all(c[:, y : y + 8, x : x + 8].numpy().tobytes() in blocks for y in range(0, 32, 8) for x in range(0, 32, 8))
+            # where the crop overlaps the image, it is the image shifted by a multiple of 8
+            shifts = [(dy, dx) for dy in (-8, 0, 8) for dx in (-8, 0, 8)
+                      if torch.equal(c[:, max(0, -dy) : 32 - max(0, dy), max(0, -dx) : 32 - max(0, dx)],
+                                     img[:, max(0, dy) : 32 - max(0, -dy), max(0, dx) : 32 - max(0, -dx)])]
+            assert shifts
+            offsets.update(shifts)
+    assert offsets == {(dy, dx) for dy in (-8, 0, 8) for dx in (-8, 0, 8)}
+    block = mem.stacked[0, 0, p : p + 8, p : p + 8].float().numpy()
+    for mirrored in (block[::-1], block[:, ::-1], block[::-1, ::-1]):
+        np.testing.assert_allclose(np.abs(dctn(mirrored, norm="ortho")), np.abs(dctn(block, norm="ortho")), atol=1e-3)
+    with pytest.raises(ValueError, match="multiple of crop_grid"):
+        BatchAugment(32, crop_grid=8, grid_pad=4)

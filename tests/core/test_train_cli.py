@@ -200,14 +200,16 @@ def test_weight_average_warms_up() -> None:
 
 def test_sgd_and_progressive_resizing(parquet_dir: Path, tmp_path: Path) -> None:
     """--optimizer sgd and --small-crop: the first epochs run on smaller crops (same scale),
-    the last at the input size; the model directory records both and still predicts."""
+    the last at the input size (here moving on the 8 px grid over mirrored blocks); the model
+    directory records it all and still predicts."""
     out = tmp_path / "m"
     rc = main(["train", "--data", str(parquet_dir), "--out", str(out), "--epochs", "3", "--optimizer", "sgd",
-               "--lr", "0.05", "--small-crop", "24", "--small-crop-epochs", "2", *TINY])
+               "--lr", "0.05", "--small-crop", "24", "--small-crop-epochs", "2", "--crop-grid", "8", "--grid-pad", "8", *TINY])
     assert rc == 0
     card = ModelCard.load(out)
     cfg = card.training["config"]
     assert (cfg["optimizer"], cfg["small_crop"], cfg["small_crop_epochs"]) == ("sgd", 24, 2)
+    assert (cfg["crop_grid"], cfg["grid_pad"]) == (8, 8)
     assert [h["crop"] for h in card.training["history"]] == [24, 24, 32]
     assert card.input_size == 32 and card.metrics["test"]["n"] == 64
 
@@ -227,7 +229,8 @@ def test_sgd_decays_weights_only() -> None:
 
 @pytest.mark.parametrize("bad", [["--ema", "1.5"], ["--label-smoothing", "-0.1"], ["--precision", "int4"],
                                  ["--optimizer", "lion"], ["--small-crop", "-8"],
-                                 ["--small-crop", "33"], ["--crop-grid", "-1"]])
+                                 ["--small-crop", "33"], ["--crop-grid", "-1"], ["--grid-pad", "8"],
+                                 ["--crop-grid", "8", "--grid-pad", "4"]])
 def test_bad_training_options_refused_in_one_line(bad: list[str], parquet_dir: Path, tmp_path: Path, capsys) -> None:
     rc = main(["train", "--data", str(parquet_dir), "--out", str(tmp_path / "m"), *bad, *TINY])
     err = capsys.readouterr().err

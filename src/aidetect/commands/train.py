@@ -67,6 +67,9 @@ LABEL_MAP_HELP = "Map a class name of the data to real or ai, e.g. --label-map P
 @click.option("--crop-grid", type=click.IntRange(min=0), default=0, show_default=True,
               help="0: random crops move freely over reflect-padded images (CIFAR-style translation). "
                    "8: crops start at multiples of 8 inside the image, keeping the JPEG block grid in place.")
+@click.option("--grid-pad", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --crop-grid: mirror model-size images by this many pixels (a multiple of the grid) so "
+                   "full-size crops still move, on the grid (mirrored JPEG blocks are JPEG blocks). 0 = off.")
 @click.option("--init", "init", type=click.Path(path_type=Path), default=None,
               help="Start from this model directory's weights (fine-tune; same --arch; --arch-kw may add parts, "
                    "e.g. dct_stats: weights that fit are taken, a grown head starts with zeros for its new inputs).")
@@ -76,7 +79,7 @@ LABEL_MAP_HELP = "Map a class name of the data to real or ai, e.g. --label-map P
 @click.option("--publish", is_flag=True, help="Register the trained model as the active version (workers switch to it).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(data, label_map, out, arch, arch_kw, input_size, epochs, batch_size, lr, weight_decay, label_smoothing, patience, seed,
-          val_fraction, max_train, jpeg_p, blur_p, grayscale_p, device, threads, precision, ema, compile_, optimizer, small_crop, small_crop_epochs, crop_grid, init, freeze_init, resume, publish, quiet) -> None:
+          val_fraction, max_train, jpeg_p, blur_p, grayscale_p, device, threads, precision, ema, compile_, optimizer, small_crop, small_crop_epochs, crop_grid, grid_pad, init, freeze_init, resume, publish, quiet) -> None:
     """Train a model directory on one or more data sources; calibrate it on validation."""
     _passive_omp()
     from aidetect.errors import AidetectError
@@ -94,7 +97,7 @@ def train(data, label_map, out, arch, arch_kw, input_size, epochs, batch_size, l
         data=list(data), out=out, arch=arch, arch_kwargs=kwargs, label_map=list(label_map), input_size=input_size,
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing, patience=patience, seed=seed,
         val_fraction=val_fraction, max_train=max_train, resume=resume, device=device, threads=threads, precision=precision, ema=ema, compile=compile_,
-        optimizer=optimizer, small_crop=small_crop, small_crop_epochs=small_crop_epochs, crop_grid=crop_grid,
+        optimizer=optimizer, small_crop=small_crop, small_crop_epochs=small_crop_epochs, crop_grid=crop_grid, grid_pad=grid_pad,
         blur_p=blur_p, jpeg_p=jpeg_p, grayscale_p=grayscale_p, progress=not quiet, init=init, freeze_init=freeze_init,
     )
     model_dir = run_training(cfg)

@@ -73,6 +73,7 @@ class TrainConfig:
     small_crop: int = 0  # progressive resizing: train on crops of this size first (0 = off) ...
     small_crop_epochs: int = 0  # ... for this many epochs, then at the input size
     crop_grid: int = 0  # 0: crops move freely over reflect padding; g: crops start at multiples of g
+    grid_pad: int = 0  # with crop_grid: mirror model-size images by this many pixels so full-size crops move on the grid
 
     def fingerprint(self) -> dict[str, Any]:
         d = asdict(self)
@@ -308,6 +309,8 @@ class Trainer:
             )
         if cfg.freeze_init and cfg.init is None:
             raise AidetectError("--freeze-init needs --init")
+        if cfg.grid_pad and (not cfg.crop_grid or cfg.grid_pad % cfg.crop_grid):
+            raise AidetectError(f"--grid-pad {cfg.grid_pad}: needs --crop-grid and must be a multiple of it")
         self.prepare()
         norm = Normalisation()
         self.model = create_model(cfg.arch, **cfg.arch_kwargs).to(self.device, memory_format=torch.channels_last)
@@ -349,7 +352,7 @@ class Trainer:
             self.log(f"resuming at epoch {start_epoch + 1} (best so far: epoch {best['epoch'] + 1})")
         aug = BatchAugment(
             cfg.input_size, norm, cfg.blur_p, cfg.jpeg_p, tuple(cfg.jpeg_quality), cfg.grayscale_p, cfg.seed,
-            cfg.crop_grid,
+            cfg.crop_grid, cfg.grid_pad,
         )
         self.log(
             f"training {cfg.arch} ({n_params:,} parameters) on {self.device} with "

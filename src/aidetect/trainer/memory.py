@@ -113,9 +113,13 @@ class BatchAugment:
         grayscale_p: float = 0.0,
         seed: int = 0,
         crop_grid: int = 0,
+        grid_pad: int = 0,
     ) -> None:
+        if grid_pad and (not crop_grid or grid_pad % crop_grid):
+            raise ValueError(f"grid_pad {grid_pad} must be a multiple of crop_grid {crop_grid}")
         self.size = size
         self.crop_grid = crop_grid
+        self.grid_pad = grid_pad
         norm = norm or Normalisation()
         self.mean = torch.tensor(norm.mean).view(1, 3, 1, 1)
         self.std = torch.tensor(norm.std).view(1, 3, 1, 1)
@@ -130,14 +134,30 @@ class BatchAugment:
         never from its padding. With ``crop_grid`` g > 0, crops start at multiples of g inside
         the image (no padding): g = 8 keeps the 8 x 8 JPEG block grid where it is in the file,
         as it is at inference, and a full-size crop of a model-size image is the image itself.
+        ``grid_pad`` p (a multiple of g) gives those full-size crops room to move: stored
+        model-size images are mirrored by p pixels on each side first. A mirrored 8 x 8 block
+        is itself a valid JPEG block (its DCT coefficients only change sign), so every block of
+        the crop is still one the encoder could have written, on the grid.
         """
         s, r, step = size or self.size, self.rng, self.crop_grid or 1
+        stacked = mem.stacked
+        if stacked is not None and self.grid_pad and s == mem.size:
+            p, o = self.grid_pad, mem.pad
+            inner = stacked[idx, :, o : o + mem.size, o : o + mem.size]
+            rows = torch.cat([inner[..., :p, :].flip(-2), inner, inner[..., -p:, :].flip(-2)], dim=-2)
+            padded = torch.cat([rows[..., :p].flip(-1), rows, rows[..., -p:].flip(-1)], dim=-1)
+            n = (mem.size + 2 * p - s) // step
+            out = []
+            for j in range(len(idx)):
+                y, x = step * r.randint(0, n), step * r.randint(0, n)
+                out.append(padded[j, :, y : y + s, x : x + s])
+            return torch.stack(out)
         # stacked images carry reflect padding: only full-size free crops may use it
-        inner = (s < self.size or self.crop_grid > 0) and mem.stacked is not None
+        inner_only = (s < self.size or self.crop_grid > 0) and stacked is not None
         out = []
         for i in idx.tolist():
-            t = mem.stacked[i] if mem.stacked is not None else mem.items[i]  # type: ignore[index]
-            o, (h, w) = (mem.pad, (mem.size, mem.size)) if inner else (0, t.shape[-2:])
+            t = stacked[i] if stacked is not None else mem.items[i]  # type: ignore[index]
+            o, (h, w) = (mem.pad, (mem.size, mem.size)) if inner_only else (0, t.shape[-2:])
             y = o + step * r.randint(0, (h - s) // step)
             x = o + step * r.randint(0, (w - s) // step)
             out.append(t[:, y : y + s, x : x + s])
