@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Reproduce the shipped default model (and the seed baseline) from ../shared/data/cifake.
-# Usage: scripts/train_default.sh [default|dct|dct24|dct32|seed] [OUT]
+# Usage: scripts/train_default.sh [default|default36|dct|dct24|dct32|seed] [OUT]
 # The CIFAKE parquet set has train/validation/test splits: train on train (40k), select the
 # epoch and calibrate on validation (5k), report test (5k) in the card.
 #
-# Speed on a 2-core CPU with AVX512-BF16/AMX (python benchmarks/bench_train.py): bf16 autocast
-# is 1.76x the fp32 step, torch.compile another 1.08x, and spinning OpenMP threads (ACTIVE) 1.27x over
-# the sleeping ones `aidetect train` asks for by default (PASSIVE is what keeps a training run
-# usable on a shared, loaded machine). This script assumes the machine is yours for the run.
+# Speed (python benchmarks/bench_train.py, docs/detector.md): on 2 cores with AVX512-BF16, bf16
+# autocast is 1.3-1.8x the fp32 step and spinning OpenMP threads (ACTIVE) up to 1.3x over the
+# sleeping ones `aidetect train` asks for by default (PASSIVE is what keeps a training run usable on
+# a shared, loaded machine); torch.compile helped on an AMX machine (1.08x), not under bf16 on the
+# AVX512-BF16 EPYC (0.92-0.95x), so it is off unless COMPILE=1. This script assumes the machine is
+# yours for the run. SEED=N and THREADS=N override the seed and thread count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${1:-default}
@@ -15,7 +17,17 @@ data=${AIDETECT_SHARED_DATA:-../shared/data}/cifake
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-ACTIVE}
 case "$which" in
   default)
+    # The shipped model: the default network with its first stage at full resolution
+    # (strides 1, 2, 2, 2), 30 epochs, bf16 autocast where the CPU has it, eager (torch.compile
+    # measured slower than eager under bf16 on the AVX512-BF16 machine). 17 min 31 s there.
     out=${2:-src/aidetect/models/default}
+    exec .venv/bin/aidetect train --data "cifake=$data" --out "$out" --arch npr_resnet \
+      --arch-kw 'widths=[32,64,128,256]' --arch-kw 'blocks=[1,1,1,1]' --arch-kw 'strides=[1,2,2,2]' \
+      --jpeg-p 0.3 --blur-p 0.1 --grayscale-p 0.05 --epochs 30 --batch-size 128 --lr 3e-3 --weight-decay 0.05 \
+      --patience 36 --ema 0.999 --seed "${SEED:-0}" --threads "${THREADS:-2}" ${COMPILE:+--compile} ;;
+  default36)
+    # The previous default (strides 2, 2, 1, 2; 36 epochs; compiled): 15 min 00 s on the AMX machine.
+    out=${2:-build/models/default36}
     exec .venv/bin/aidetect train --data "cifake=$data" --out "$out" --arch npr_resnet \
       --arch-kw 'widths=[32,64,128,256]' --arch-kw 'blocks=[1,1,1,1]' --arch-kw 'strides=[2,2,1,2]' \
       --jpeg-p 0.3 --blur-p 0.1 --grayscale-p 0.05 --epochs 36 --batch-size 128 --lr 3e-3 --weight-decay 0.05 \
@@ -48,5 +60,5 @@ case "$which" in
     exec .venv/bin/aidetect train --data "cifake=$data" --out "$out" --arch seed \
       --jpeg-p 0.2 --blur-p 0.05 --grayscale-p 0.02 \
       --epochs 14 --batch-size 128 --lr 1e-3 --patience 4 --seed 0 --threads "${THREADS:-2}" ;;
-  *) echo "usage: $0 [default|dct|dct24|dct32|seed] [OUT]" >&2; exit 2 ;;
+  *) echo "usage: $0 [default|default36|dct|dct24|dct32|seed] [OUT]" >&2; exit 2 ;;
 esac
