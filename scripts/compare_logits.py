@@ -1,0 +1,80 @@
+"""Argmax accuracy and ROC AUC of model directories on the CIFAKE validation and test splits,
+alone, with horizontal-flip averaging, and with their logits averaged: the figures behind
+docs/detector.md's "not shipped" lines (test-time flips, averaging two seeds).
+
+    .venv/bin/python scripts/compare_logits.py src/aidetect/models/default build/models/hires-s1
+
+Argmax (threshold 0.5 on uncalibrated logits), so below the fitted-threshold accuracies in the
+model cards. Reads ../shared/data/cifake (or $AIDETECT_SHARED_DATA/cifake).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import torch
+from PIL import Image
+from sklearn.metrics import roc_auc_score
+
+from aidetect.model import AI_INDEX, load_model_dir
+
+REPO = Path(__file__).resolve().parents[1]
+CIFAKE = Path(os.environ.get("AIDETECT_SHARED_DATA", REPO.parent / "shared" / "data")) / "cifake"
+
+
+def load_split(split: str) -> tuple[torch.Tensor, np.ndarray]:
+    """uint8 images (N, 3, 32, 32) and 1 for ai / 0 for real, from the split's ClassLabel names."""
+    path = CIFAKE / f"{split}.parquet"
+    hf_meta = json.loads(pq.read_schema(path).metadata[b"huggingface"])  # the ClassLabel names
+    label_names = hf_meta["info"]["features"]["label"]["names"]
+    df = pd.read_parquet(path)
+    images = np.stack([np.asarray(Image.open(io.BytesIO(d["bytes"])).convert("RGB")) for d in df["image"]])
+    is_ai = np.array([label_names[i].lower() == "fake" for i in df["label"]], dtype=int)
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), is_ai
+
+
+@torch.no_grad()
+def margins(model_dir: Path, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """ai-minus-real logit margin per image, plain and horizontally flipped."""
+    model, card = load_model_dir(model_dir)
+    model.eval()
+    mean = torch.tensor(card.mean).view(1, 3, 1, 1)
+    std = torch.tensor(card.std).view(1, 3, 1, 1)
+    plain, flipped = [], []
+    for batch in images.split(500):
+        x = (batch.float() / 255 - mean) / std
+        for out, view in ((plain, x), (flipped, x.flip(-1))):
+            logits = model(view)
+            out.append((logits[:, AI_INDEX] - logits[:, 1 - AI_INDEX]).numpy())
+    return np.concatenate(plain), np.concatenate(flipped)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="+", type=Path)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"{'split':10} {'scores':40} {'accuracy':>8} {'AUC':>7}")
+    for split in ("validation", "test"):
+        images, is_ai = load_split(split)
+        rows: list[tuple[str, np.ndarray]] = []
+        per_model = {m: margins(m, images) for m in args.models}
+        for m, (plain, flipped) in per_model.items():
+            rows += [(m.name, plain), (f"{m.name} + flip", (plain + flipped) / 2)]
+        if len(args.models) > 1:
+            rows.append(("average of all", np.mean([p for p, _ in per_model.values()], axis=0)))
+        for name, margin in rows:
+            acc = float(((margin > 0).astype(int) == is_ai).mean())
+            print(f"{split:10} {name:40} {acc:8.4f} {roc_auc_score(is_ai, margin):7.4f}")
+
+
+if __name__ == "__main__":
+    main()
