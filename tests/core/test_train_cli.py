@@ -274,3 +274,22 @@ def test_freeze_init_needs_init(parquet_dir: Path, tmp_path: Path, capsys) -> No
     rc = main(["train", "--data", str(parquet_dir), "--out", str(tmp_path / "m"), "--epochs", "1", "--freeze-init",
                *TINY])
     assert rc == 2 and "--freeze-init needs --init" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("bad", "says"), [
+    (["--arch-kw", "bogus=1"], "unexpected keyword argument 'bogus'"),
+    (["--arch-kw", "widths=5"], "architecture 'npr_resnet' with arguments {'widths': 5}"),
+    (["--init", "{tmp}/no-such-model"], "model directory not found"),
+    (["--init", "{shipped}", "--arch", "seed"], "its architecture npr_resnet differs from --arch seed"),
+])
+def test_bad_network_options_fail_before_the_data_is_read(bad: list[str], says: str, tmp_path: Path, capsys) -> None:
+    """--arch-kw and --init are checked before any data is loaded or decoded (here the data
+    source does not even exist): one line, exit 2, nothing written."""
+    from aidetect.config import SHIPPED_MODEL_DIR
+
+    bad = [b.format(tmp=tmp_path, shipped=SHIPPED_MODEL_DIR) for b in bad]
+    rc = main(["train", "--data", str(tmp_path / "no-such-data"), "--out", str(tmp_path / "m"), *bad])
+    err = capsys.readouterr().err
+    assert rc == 2 and says in err and "no-such-data" not in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists()

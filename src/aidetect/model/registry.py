@@ -26,6 +26,11 @@ def list_models() -> list[str]:
 
 
 def create_model(name: str, **kwargs: object) -> nn.Module:
+    """Build a registered architecture. Unknown names and arguments that do not build it (an
+    unknown keyword, a value of the wrong kind) raise :class:`ModelLoadError` with one line."""
     if name not in _MODELS:
         raise ModelLoadError(f"unknown architecture {name!r}; known: {', '.join(list_models())}")
-    return _MODELS[name](**kwargs)
+    try:
+        return _MODELS[name](**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ModelLoadError(f"architecture {name!r} with arguments {kwargs}: {exc}") from exc

@@ -311,10 +311,7 @@ class Trainer:
             raise AidetectError("--freeze-init needs --init")
         if cfg.grid_pad and (not cfg.crop_grid or cfg.grid_pad % cfg.crop_grid):
             raise AidetectError(f"--grid-pad {cfg.grid_pad}: needs --crop-grid and must be a multiple of it")
-        self.prepare()
-        norm = Normalisation()
-        self.model = create_model(cfg.arch, **cfg.arch_kwargs).to(self.device, memory_format=torch.channels_last)
-        n_params = sum(p.numel() for p in self.model.parameters())
+        # a bad --arch-kw or --init fails here, before the data is decoded
         self.init_card: ModelCard | None = None
         if cfg.init is not None:
             from aidetect.model import load_model_dir
@@ -324,6 +321,9 @@ class Trainer:
                 raise AidetectError(
                     f"--init {cfg.init}: its architecture {self.init_card.architecture} differs from --arch {cfg.arch}"
                 )
+        self.model = create_model(cfg.arch, **cfg.arch_kwargs).to(self.device, memory_format=torch.channels_last)
+        n_params = sum(p.numel() for p in self.model.parameters())
+        if cfg.init is not None:
             kept, grown, new = grow_state_dict(self.model, init_model.state_dict())
             if not kept:
                 raise AidetectError(f"--init {cfg.init}: none of its weights fit --arch {cfg.arch} {cfg.arch_kwargs}")
@@ -334,6 +334,8 @@ class Trainer:
                 for name, p in self.model.named_parameters():
                     p.requires_grad_(name not in kept)
             self.log(f"starting from the weights of {cfg.init} ({self.init_card.version})")
+        self.prepare()
+        norm = Normalisation()
         self.opt = make_optimizer(cfg.optimizer, self.model, cfg.lr, cfg.weight_decay)
         steps = max(1, len(self.train_mem) // cfg.batch_size)
         self.sched = torch.optim.lr_scheduler.OneCycleLR(
