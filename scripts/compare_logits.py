@@ -11,33 +11,28 @@ model cards. Reads ../shared/data/cifake (or $AIDETECT_SHARED_DATA/cifake).
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import pyarrow.parquet as pq
 import torch
-from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from aidetect.model import AI_INDEX, load_model_dir
+from aidetect.model.preprocess import EvalPreset, Normalisation
+from aidetect.trainer.memory import decode_selection
+from aidetect.trainer.sources import SourceData, eval_selection, load_sources
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAKE = Path(os.environ.get("AIDETECT_SHARED_DATA", REPO.parent / "shared" / "data")) / "cifake"
+CIFAKE_SIZE = 32
 
 
-def load_split(split: str) -> tuple[torch.Tensor, np.ndarray]:
-    """uint8 images (N, 3, 32, 32) and 1 for ai / 0 for real, from the split's ClassLabel names."""
-    path = CIFAKE / f"{split}.parquet"
-    hf_meta = json.loads(pq.read_schema(path).metadata[b"huggingface"])  # the ClassLabel names
-    label_names = hf_meta["info"]["features"]["label"]["names"]
-    df = pd.read_parquet(path)
-    images = np.stack([np.asarray(Image.open(io.BytesIO(d["bytes"])).convert("RGB")) for d in df["image"]])
-    is_ai = np.array([label_names[i].lower() == "fake" for i in df["label"]], dtype=int)
-    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), is_ai
+def load_split(sources: list[SourceData], split: str) -> tuple[torch.Tensor, np.ndarray]:
+    """uint8 images (N, 3, 32, 32) and labels (1 = ai), read and mapped as the trainer does."""
+    sel, _ = eval_selection(sources, split)
+    mem = decode_selection(sel, CIFAKE_SIZE, progress=False)
+    return mem.eval_batch(torch.arange(len(mem))), mem.labels.numpy()
 
 
 @torch.no_grad()
@@ -45,11 +40,10 @@ def margins(model_dir: Path, images: torch.Tensor) -> tuple[np.ndarray, np.ndarr
     """ai-minus-real logit margin per image, plain and horizontally flipped."""
     model, card = load_model_dir(model_dir)
     model.eval()
-    mean = torch.tensor(card.mean).view(1, 3, 1, 1)
-    std = torch.tensor(card.std).view(1, 3, 1, 1)
+    normalise = EvalPreset(card.input_size, Normalisation(tuple(card.mean), tuple(card.std))).normalise
     plain, flipped = [], []
     for batch in images.split(500):
-        x = (batch.float() / 255 - mean) / std
+        x = normalise(batch)
         for out, view in ((plain, x), (flipped, x.flip(-1))):
             logits = model(view)
             out.append((logits[:, AI_INDEX] - logits[:, 1 - AI_INDEX]).numpy())
@@ -63,8 +57,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"{'split':10} {'scores':40} {'accuracy':>8} {'AUC':>7}")
+    sources = load_sources([str(CIFAKE)])
     for split in ("validation", "test"):
-        images, is_ai = load_split(split)
+        images, is_ai = load_split(sources, split)
         rows: list[tuple[str, np.ndarray]] = []
         per_model = {m: margins(m, images) for m in args.models}
         for m, (plain, flipped) in per_model.items():

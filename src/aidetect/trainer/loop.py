@@ -309,8 +309,16 @@ class Trainer:
             )
         if cfg.freeze_init and cfg.init is None:
             raise AidetectError("--freeze-init needs --init")
-        if cfg.grid_pad and (not cfg.crop_grid or cfg.grid_pad % cfg.crop_grid):
-            raise AidetectError(f"--grid-pad {cfg.grid_pad}: needs --crop-grid and must be a multiple of it")
+        norm = Normalisation()
+        try:  # built before the data is decoded: a bad --crop-grid/--grid-pad pair fails here
+            aug = BatchAugment(
+                cfg.input_size, norm, cfg.blur_p, cfg.jpeg_p, tuple(cfg.jpeg_quality), cfg.grayscale_p, cfg.seed,
+                cfg.crop_grid, cfg.grid_pad,
+            )
+        except ValueError:
+            raise AidetectError(
+                f"--grid-pad {cfg.grid_pad}: needs --crop-grid and must be a multiple of it (--crop-grid {cfg.crop_grid})"
+            ) from None
         # a bad --arch-kw or --init fails here, before the data is decoded
         self.init_card: ModelCard | None = None
         if cfg.init is not None:
@@ -335,7 +343,6 @@ class Trainer:
                     p.requires_grad_(name not in kept)
             self.log(f"starting from the weights of {cfg.init} ({self.init_card.version})")
         self.prepare()
-        norm = Normalisation()
         self.opt = make_optimizer(cfg.optimizer, self.model, cfg.lr, cfg.weight_decay)
         steps = max(1, len(self.train_mem) // cfg.batch_size)
         self.sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -352,10 +359,6 @@ class Trainer:
         if cfg.resume:
             start_epoch, history, best = self._load_state()
             self.log(f"resuming at epoch {start_epoch + 1} (best so far: epoch {best['epoch'] + 1})")
-        aug = BatchAugment(
-            cfg.input_size, norm, cfg.blur_p, cfg.jpeg_p, tuple(cfg.jpeg_quality), cfg.grayscale_p, cfg.seed,
-            cfg.crop_grid, cfg.grid_pad,
-        )
         self.log(
             f"training {cfg.arch} ({n_params:,} parameters) on {self.device} with "
             f"{torch.get_num_threads()} threads, {cfg.epochs} epochs max, batch {cfg.batch_size}"
