@@ -1,39 +1,36 @@
-"""Assemble README.md from README.head.md and the per-part sections in docs/*.md.
+"""Assemble README.md from docs/README.head.md and a list of the documents in docs/.
 
-Usage: python scripts/build_readme.py   (run after editing any docs/<part>.md)
-Section headings are shifted so each part starts at level 2; image links are made
-relative to the repository root.
+Usage: python scripts/build_readme.py   (run after editing docs/README.head.md or a document's title)
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ["watcher", "detector", "inference", "pipeline", "gui"]
 
 
-def shifted(text: str) -> str:
-    lines = text.splitlines()
-    top = next(len(m.group(1)) for line in lines if (m := re.match(r"^(#+) ", line)))
-    shift = 2 - top
-    out, fenced = [], False
-    for line in lines:
-        if line.startswith("```"):
-            fenced = not fenced
-        m = re.match(r"^(#+) ", line)
-        if m and not fenced and shift:
-            line = "#" * (len(m.group(1)) + shift) + line[len(m.group(1)) :]
-        out.append(line)
-    body = "\n".join(out)
-    return re.sub(r"\]\((?!https?:|docs/|#)([^)]+)\)", r"](docs/\1)", body)
+DESCRIPTIONS = {
+    "watcher": "the watched inbox, `aidetect up`, exactly-once registration, models CLI, docker",
+    "detector": "the models, training data and splits, recipes, every measured result, what did not help",
+    "inference": "the Detector: crop plan, routing of small images, out-of-distribution checks, heatmaps, throughput",
+    "pipeline": "Celery workers, the store, `scan` and `results`, failure handling",
+    "gui": "the dashboard",
+}
 
 
 def main() -> None:
+    """README = the head (what, two commands, commands, settings, JSON, architecture) and a list
+    of the documents; each detail lives once, in docs/."""
     head = (ROOT / "docs" / "README.head.md").read_text(encoding="utf-8").rstrip()
-    parts = [shifted((ROOT / "docs" / f"{p}.md").read_text(encoding="utf-8")).strip() for p in PARTS]
-    (ROOT / "README.md").write_text(head + "\n\n" + "\n\n".join(parts) + "\n", encoding="utf-8")
+    lines = ["## Documentation", ""]
+    for p in PARTS:
+        title = next(line.lstrip("#").strip() for line in (ROOT / "docs" / f"{p}.md").read_text(encoding="utf-8").splitlines()
+                     if line.startswith("#"))
+        lines.append(f"- [{title}](docs/{p}.md): {DESCRIPTIONS[p]}")
+    lines += ["- [Internal interfaces](docs/INTERFACES.md): the contracts between the parts", ""]
+    (ROOT / "README.md").write_text(head + "\n\n" + "\n".join(lines), encoding="utf-8")
 
 
 if __name__ == "__main__":

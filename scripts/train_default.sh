@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the shipped default model (and the seed baseline) from ../shared/data/cifake.
-# Usage: scripts/train_default.sh [default|default36|dct|dct24|dct32|seed] [OUT]
+# Usage: scripts/train_default.sh [default|default36|dct|dct24|dct32|v2|seed] [OUT]
 # The CIFAKE parquet set has train/validation/test splits: train on train (40k), select the
 # epoch and calibrate on validation (5k), report test (5k) in the card.
 #
@@ -55,10 +55,28 @@ case "$which" in
       --jpeg-p 0.3 --blur-p 0.1 --grayscale-p 0.05 --crop-grid 8 --grid-pad 8 \
       --epochs "${EPOCHS:-34}" --patience 99 --batch-size 128 --lr 3e-3 --weight-decay 0.05 --ema 0.999 \
       --seed 0 --threads "${THREADS:-2}" ${COMPILE:+--compile} ;;
+  v2|native)
+    # Detector v2 (docs/detector.md): ImageNet EfficientNet-Lite0 fine-tuned on native-resolution
+    # crops of coco_sd + forrealscan + camera, split by source picture (camera: by camera model),
+    # 70/15/15, the test part never used for selection. Both classes re-encoded (JPEG q30-100 at
+    # random chroma subsampling, WebP), randomly downscaled, blurred and noised; sources balanced.
+    # 18 epochs on 160 px crops, then 6 at 224. Converts the pretrained weights first.
+    out=${2:-build/models/v2}
+    shared=${AIDETECT_SHARED_DATA:-../shared/data}
+    pre=build/pretrained/efficientnet_lite0
+    [ -f "$pre/model.safetensors" ] || .venv/bin/python scripts/convert_efficientnet_lite.py --out "$pre"
+    exec .venv/bin/aidetect train --data "forrealscan=$shared/forrealscan" --data "camera=$shared/camera" \
+      --data "coco_sd=$shared/coco_sd" --group-split 70,15,15 --balance --out "$out" \
+      --arch efficientnet_lite --arch-kw 'variant="lite0"' --init "$pre" --input-size 224 \
+      --small-crop 160 --small-crop-epochs "${SMALL_EPOCHS:-18}" --epochs "${EPOCHS:-24}" --patience 99 \
+      --batch-size 32 --lr "${LR:-5e-4}" --weight-decay 0.05 --ema 0.995 \
+      --jpeg-p 0.6 --jpeg-quality 30-100 --jpeg-chroma --webp-p 0.15 --noise-p 0.15 --blur-p 0.1 \
+      --downscale-p 0.5 --downscale-min 0.25 --grayscale-p 0.02 \
+      --seed "${SEED:-0}" --threads "${THREADS:-2}" ${COMPILE:+--compile} ;;
   seed)
     out=${2:-build/models/seed}
     exec .venv/bin/aidetect train --data "cifake=$data" --out "$out" --arch seed \
       --jpeg-p 0.2 --blur-p 0.05 --grayscale-p 0.02 \
       --epochs 14 --batch-size 128 --lr 1e-3 --patience 4 --seed 0 --threads "${THREADS:-2}" ;;
-  *) echo "usage: $0 [default|default36|dct|dct24|dct32|seed] [OUT]" >&2; exit 2 ;;
+  *) echo "usage: $0 [default|default36|dct|dct24|dct32|v2|seed] [OUT]" >&2; exit 2 ;;
 esac

@@ -68,7 +68,7 @@ def test_evaluate_json_report_and_plots(trained: Path, mini_dir: Path, tmp_path:
         assert isinstance(summary[key], float | int), key
     assert summary["n"] == 256
     assert set(summary["robustness"]) == {"clean", "jpeg_q90", "jpeg_q75", "jpeg_q50", "downscale_0.5x",
-                                          "blur_r1", "grayscale"}
+                                          "blur_r1", "grayscale", "webp_q75", "social_1080_q80"}
     metrics = json.loads((out / "metrics.json").read_text())
     cm = np.array(metrics["overall"]["confusion_matrix"]["rows_true_cols_pred"])
     assert cm.sum() == 256 and cm[0].sum() == 128  # 128 real images, real row first
@@ -280,7 +280,7 @@ def test_freeze_init_needs_init(parquet_dir: Path, tmp_path: Path, capsys) -> No
     (["--arch-kw", "bogus=1"], "unexpected keyword argument 'bogus'"),
     (["--arch-kw", "widths=5"], "architecture 'npr_resnet' with arguments {'widths': 5}"),
     (["--init", "{tmp}/no-such-model"], "model directory not found"),
-    (["--init", "{shipped}", "--arch", "seed"], "its architecture npr_resnet differs from --arch seed"),
+    (["--init", "{shipped}", "--arch", "seed"], "its architecture efficientnet_lite differs from --arch seed"),
 ])
 def test_bad_network_options_fail_before_the_data_is_read(bad: list[str], says: str, tmp_path: Path, capsys) -> None:
     """--arch-kw and --init are checked before any data is loaded or decoded (here the data

@@ -62,14 +62,15 @@ def test_upload_browse_filter_select_export(dashboard, mini_dir: Path, tmp_path:
     )
     rows = _tree_rows(app)
     assert sorted(r["name"] for r in rows) == sorted(f.name for f in files)
-    assert {r["label"] for r in rows} <= {"ai", "real"}
+    assert {r["label"] for r in rows} <= {"ai", "real", "undecided (ai)", "undecided (real)"}
     assert all(r["status"] == "done" for r in rows)
     assert all(r["confidence"].endswith("%") for r in rows)
     assert app.total == 3
     # the status bar names the model and its card's test accuracy, unrounded to 2 decimals
     # (0.9698 must not read as 97.0 %; the shipped card says 0.9702)
     pump(app, lambda: "accuracy" in app.model_label.cget("text"), 30, "the model in the status bar")
-    assert re.search(r"test accuracy \d{2}\.\d{2} %", app.model_label.cget("text")), app.model_label.cget("text")
+    # ... and the data that figure is on ("test accuracy on cifake: 97.02 %")
+    assert re.search(r"test accuracy on [\w +]+: \d{2}\.\d{2} %", app.model_label.cget("text")), app.model_label.cget("text")
 
     # the first upload is selected and its result view shows the Grad-CAM overlay
     pump(app, lambda: app.detail.rendered is not None, 30, "the result view")

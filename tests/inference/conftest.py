@@ -18,6 +18,8 @@ from aidetect.config import SHIPPED_MODEL_DIR
 from aidetect.inference import Detector
 from aidetect.model import ModelCard, list_models, register_model, save_model_dir
 
+CIFAKE_MODEL_DIR = SHIPPED_MODEL_DIR.parent / "cifake"
+
 PATCH = 6  # checkerboard side, px
 SIZE = 32
 
@@ -99,8 +101,9 @@ def quad_detector(quad_model_dir: Path) -> Detector:
 
 @pytest.fixture(scope="session")
 def detector() -> Detector:
-    """The shipped model (whatever version is committed)."""
-    return Detector(SHIPPED_MODEL_DIR, device="cpu", threads=1)
+    """The shipped 32 px CIFAKE model (``models/cifake``, whatever version is committed): the
+    engine's mechanics on small inputs. The default model's own tests: tests/core/test_shipped_model.py."""
+    return Detector(CIFAKE_MODEL_DIR, device="cpu", threads=1)
 
 
 @pytest.fixture(scope="session")

@@ -63,6 +63,7 @@ def predict(
     from rich.table import Table
 
     from aidetect.inference import Detector
+    from aidetect.wording import word
 
     detector = Detector(model_dir=model_dir, device=device, cam_method=cam_method)
     size = batch_size or detector.settings.batch_size
@@ -89,7 +90,10 @@ def predict(
                 "label": v.label,
                 "prob_ai": v.prob_ai,
                 "uncertain": v.uncertain,
+                "uncertain_reason": v.uncertain_reason,
+                "ood_score": v.ood_score,
                 "model_version": v.model_version,
+                "scored_by": v.scored_by,
                 "sha256": v.sha256,
                 "width": v.width,
                 "height": v.height,
@@ -104,14 +108,17 @@ def predict(
     else:
         table = Table(title=f"aidetect predict (model {detector.version})")
         table.add_column("path", overflow="fold")
-        table.add_column("label")
+        table.add_column("verdict")
         table.add_column("prob_ai", justify="right")
         table.add_column("uncertain")
         if heatmap_dir is not None:
             table.add_column("overlay", overflow="fold")
         table.add_column("error", overflow="fold")
         for v in verdicts:
-            row = [v.source, v.label or "-", _fmt_prob(v.prob_ai), "" if v.uncertain is None else ("yes" if v.uncertain else "no")]
+            said = word(v.label, v.prob_ai, v.uncertain, v.uncertain_reason)
+            verdict = f"{said.headline} · {said.detail}" if said else "-"
+            unc = "" if v.uncertain is None else (v.uncertain_reason or "yes") if v.uncertain else "no"
+            row = [v.source, verdict, _fmt_prob(v.prob_ai), unc]
             if heatmap_dir is not None:
                 row.append(Path(v.overlay_path).name if v.overlay_path else "")
             row.append(v.error or "")

@@ -278,14 +278,16 @@ def results(
     elif as_csv:
         sys.stdout.write(to_csv(rows))
     elif table_mode:
+        from aidetect.wording import short_label
+
         console = Console()
         table = Table("id", "status", "label", "prob_ai", "uncertain", "model", "error/time")
         table.add_column("path", overflow="fold", ratio=1)
         for r in rows:
             table.add_row(
-                str(r["image_id"]), r["status"], r["label"] or "",
+                str(r["image_id"]), r["status"], short_label(r["label"], r["prob_ai"], r["uncertain"]) if r["label"] else "",
                 f"{r['prob_ai']:.3f}" if r["prob_ai"] is not None else "",
-                "yes" if r["uncertain"] else "", r["model_version"] or "",
+                (r.get("uncertain_reason") or "yes") if r["uncertain"] else "", r["model_version"] or "",
                 r["error"] or (r["created"] or "")[:19].replace("T", " "), r["path"],
             )
         console.print(table)

@@ -24,6 +24,36 @@ def _passive_omp() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+GROUP_SPLIT_HELP = (
+    "TRAIN,VAL,TEST shares (e.g. 70,15,15) for sources that come as one split: divided by a hash of each "
+    "image's source picture (an image folder's MANIFEST.csv source_path, or its camera model), the same in "
+    "train and evaluate."
+)
+
+
+def _group_split(ctx: click.Context, param: click.Parameter, value: str | None):  # noqa: ANN202
+    if value is None:
+        return None
+    from aidetect.errors import DataSourceError
+    from aidetect.trainer.sources import parse_group_split
+
+    try:
+        return parse_group_split(value)
+    except DataSourceError as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[-1]) from None
+
+
+def _quality_range(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
+    lo, sep, hi = value.partition("-")
+    try:
+        q = (int(lo), int(hi)) if sep else (int(lo), int(lo))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected LO-HI, e.g. 30-100") from None
+    if not 1 <= q[0] <= q[1] <= 100:
+        raise click.BadParameter(f"{value!r}: qualities from 1 to 100, LO <= HI")
+    return q
+
+
 LABEL_MAP_HELP = "Map a class name of the data to real or ai, e.g. --label-map Photos=real (repeatable)."
 
 
@@ -49,6 +79,21 @@ LABEL_MAP_HELP = "Map a class name of the data to real or ai, e.g. --label-map P
 @click.option("--jpeg-p", default=0.3, show_default=True, type=float, help="Share of training images JPEG-recompressed.")
 @click.option("--blur-p", default=0.1, show_default=True, type=float, help="Share of training images blurred.")
 @click.option("--grayscale-p", default=0.05, show_default=True, type=float, help="Share of training images made gray.")
+@click.option("--jpeg-quality", default="60-95", show_default=True, callback=_quality_range,
+              help="Quality range LO-HI of the JPEG (and WebP) re-encoding.")
+@click.option("--jpeg-chroma", is_flag=True,
+              help="Re-encode JPEGs with Pillow at a random chroma subsampling (4:4:4, 4:2:2, 4:2:0).")
+@click.option("--webp-p", default=0.0, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="Share of training crops re-encoded as WebP.")
+@click.option("--noise-p", default=0.0, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="Share of training crops with Gaussian noise (sigma 1-6 levels).")
+@click.option("--downscale-p", default=0.0, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="Share of crops of large images taken as if the image were first downscaled by a random factor.")
+@click.option("--downscale-min", default=0.25, show_default=True, type=click.FloatRange(0.0, 1.0, min_open=True),
+              help="Smallest downscale factor (never below the crop size).")
+@click.option("--group-split", default=None, callback=_group_split, metavar="TRAIN,VAL,TEST", help=GROUP_SPLIT_HELP)
+@click.option("--balance", is_flag=True,
+              help="Draw each epoch so that each class is half and each source an equal share of its class.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available).")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
@@ -79,7 +124,8 @@ LABEL_MAP_HELP = "Map a class name of the data to real or ai, e.g. --label-map P
 @click.option("--publish", is_flag=True, help="Register the trained model as the active version (workers switch to it).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(data, label_map, out, arch, arch_kw, input_size, epochs, batch_size, lr, weight_decay, label_smoothing, patience, seed,
-          val_fraction, max_train, jpeg_p, blur_p, grayscale_p, device, threads, precision, ema, compile_, optimizer, small_crop, small_crop_epochs, crop_grid, grid_pad, init, freeze_init, resume, publish, quiet) -> None:
+          val_fraction, max_train, jpeg_p, blur_p, grayscale_p, jpeg_quality, jpeg_chroma, webp_p, noise_p, downscale_p,
+          downscale_min, group_split, balance, device, threads, precision, ema, compile_, optimizer, small_crop, small_crop_epochs, crop_grid, grid_pad, init, freeze_init, resume, publish, quiet) -> None:
     """Train a model directory on one or more data sources; calibrate it on validation."""
     _passive_omp()
     from aidetect.errors import AidetectError
@@ -99,6 +145,8 @@ def train(data, label_map, out, arch, arch_kw, input_size, epochs, batch_size, l
         val_fraction=val_fraction, max_train=max_train, resume=resume, device=device, threads=threads, precision=precision, ema=ema, compile=compile_,
         optimizer=optimizer, small_crop=small_crop, small_crop_epochs=small_crop_epochs, crop_grid=crop_grid, grid_pad=grid_pad,
         blur_p=blur_p, jpeg_p=jpeg_p, grayscale_p=grayscale_p, progress=not quiet, init=init, freeze_init=freeze_init,
+        jpeg_quality=jpeg_quality, jpeg_chroma=jpeg_chroma, webp_p=webp_p, noise_p=noise_p, downscale_p=downscale_p,
+        downscale_min=downscale_min, group_split=group_split, balance=balance,
     )
     model_dir = run_training(cfg)
     if publish:
@@ -112,6 +160,7 @@ def train(data, label_map, out, arch, arch_kw, input_size, epochs, batch_size, l
 @click.option("--data", "data", multiple=True, metavar="SOURCE", help=DATA_HELP)
 @click.option("--label-map", multiple=True, metavar="NAME=real|ai", help=LABEL_MAP_HELP)
 @click.option("--split", default=None, help="Split to evaluate (default: each source's test split, else all of it).")
+@click.option("--group-split", default=None, callback=_group_split, metavar="TRAIN,VAL,TEST", help=GROUP_SPLIT_HELP)
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
               help="Model directory (default: AIDETECT_MODEL or the shipped model).")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -124,20 +173,20 @@ def train(data, label_map, out, arch, arch_kw, input_size, epochs, batch_size, l
 @click.option("--threads", type=int, default=None, help="torch CPU threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics JSON on stdout.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def evaluate(data, label_map, split, model_dir, out, robustness, limit, explain_n, batch_size, threads, as_json,
+def evaluate(data, label_map, split, group_split, model_dir, out, robustness, limit, explain_n, batch_size, threads, as_json,
              quiet) -> None:
     """Evaluate a model: metrics, per-group, robustness table, plots and a markdown report."""
     _passive_omp()
     from aidetect.trainer.evaluate import EvalConfig, run_evaluation
 
     cfg = EvalConfig(
-        data=list(data), label_map=list(label_map), split=split, model_dir=model_dir, out=out,
+        data=list(data), label_map=list(label_map), split=split, group_split=group_split, model_dir=model_dir, out=out,
         robustness=robustness, limit=limit, explain=explain_n, batch_size=batch_size, threads=threads,
         progress=not quiet and not as_json,
     )
     result = run_evaluation(cfg)
     if as_json:
-        from aidetect.trainer.evaluate import clean_json
+        from aidetect.jsonutil import clean_json
 
         sys.stdout.write(json.dumps(clean_json(result.summary()), indent=2, default=str) + "\n")
     else:

@@ -67,6 +67,9 @@ class Prediction(Base):
     label: Mapped[str] = mapped_column(String(8))
     prob_ai: Mapped[float] = mapped_column(Float)
     uncertain: Mapped[bool] = mapped_column(Boolean, default=False)
+    uncertain_reason: Mapped[str | None] = mapped_column(String(32))  # aidetect.wording.UNCERTAIN_REASONS
+    ood_score: Mapped[float | None] = mapped_column(Float)
+    scored_by: Mapped[str | None] = mapped_column(String(128))  # the model that scored it (routing by size)
     heatmap_path: Mapped[str | None] = mapped_column(Text)
     overlay_path: Mapped[str | None] = mapped_column(Text)
     timings: Mapped[dict | None] = mapped_column(JSON)

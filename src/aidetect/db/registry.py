@@ -21,6 +21,7 @@ from aidetect.db.engine import session_scope
 from aidetect.db.migrate import init_db
 from aidetect.db.models import ModelVersion, utcnow
 from aidetect.errors import AidetectError, ModelLoadError
+from aidetect.jsonutil import clean_json
 
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -33,7 +34,7 @@ def read_card(model_dir: Path | str) -> dict[str, Any]:
     if not card_path.is_file() or not (path / WEIGHTS_FILE).is_file():
         raise ModelLoadError(f"{path}: not a model directory (needs {WEIGHTS_FILE} + {CARD_FILE})")
     try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
+        card = clean_json(json.loads(card_path.read_text(encoding="utf-8")))  # NaN -> null (PostgreSQL JSON)
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelLoadError(f"{card_path}: invalid model card ({exc})") from exc
     if not isinstance(card, dict) or not card.get("version"):

@@ -33,6 +33,7 @@ from aidetect.gui.inline import InlineScorer
 from aidetect.gui.queries import Filters, Row
 from aidetect.gui.tasks import TaskRunner
 from aidetect.gui.tkgc import TkThreadCollector
+from aidetect.wording import short_label
 
 log = logging.getLogger(__name__)
 
@@ -772,7 +773,7 @@ class Dashboard:
         info = s.get("model")
         if info is not None:
             acc = f"{info.accuracy * 100:.2f} %" if info.accuracy is not None else "n/a"
-            self.model_label.configure(text=f"Model: {info.version} · {info.accuracy_name} {acc}")
+            self.model_label.configure(text=f"Model: {info.version} · {info.accuracy_name}: {acc}")
 
     # -- upload ---------------------------------------------------------------------------
     def ask_upload_files(self) -> None:
@@ -881,7 +882,7 @@ def _values(r: Row) -> tuple[str, ...]:
     conf = r.confidence
     return (
         r.name,
-        r.label or "–",
+        short_label(r.label, r.prob_ai, r.uncertain),
         f"{conf * 100:.1f} %" if conf is not None else "–",
         "yes" if r.uncertain else ("no" if r.uncertain is not None else "–"),
         r.model_version or "–",

@@ -19,6 +19,7 @@ from PIL import Image, ImageTk
 from aidetect.gui import imaging
 from aidetect.gui.queries import Row
 from aidetect.gui.tasks import TaskRunner
+from aidetect.wording import word
 
 CAVEAT = "The heatmap shows where the model looked, not proof that the image was generated."
 _GAP = 8
@@ -227,17 +228,12 @@ class DetailPanel(tb.Frame):
             self.reason.configure(text="")
             return
         self.title.configure(text=row.name)
-        if row.label is not None:
-            is_ai = row.label == "ai"
-            self.verdict.configure(
-                text="AI-GENERATED" if is_ai else "REAL PHOTO",
-                bootstyle="@danger" if is_ai else "@success",
-            )
-            conf = row.confidence or 0.0
-            self.confidence_text.configure(
-                text=f"{conf * 100:.1f} % confident (P(ai) = {row.prob_ai:.3f})"
-            )
-            self.confidence_bar.configure(value=conf * 100)
+        said = word(row.label, row.prob_ai, row.uncertain, row.uncertain_reason)
+        if said is not None:
+            style = "@secondary" if not said.decided else "@danger" if said.headline == "AI-GENERATED" else "@success"
+            self.verdict.configure(text=said.headline, bootstyle=style)
+            self.confidence_text.configure(text=f"{said.detail} (P(ai) = {row.prob_ai:.3f})")
+            self.confidence_bar.configure(value=said.confidence * 100)
         else:
             style = "@danger" if row.status == "failed" else "@secondary"
             self.verdict.configure(text=row.status.upper(), bootstyle=style)

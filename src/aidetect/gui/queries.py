@@ -58,6 +58,7 @@ CSV_COLUMNS = (
     "prob_ai",
     "confidence",
     "uncertain",
+    "uncertain_reason",
     "model_version",
     "time",
     "error",
@@ -74,7 +75,7 @@ class Filters:
 
     label: str | None = None  # "ai" | "real"
     status: str | None = None  # one of STATUSES
-    conf_min: float | None = None  # calibrated confidence of the shown label, 0..1
+    conf_min: float | None = None  # calibrated confidence of the class leaned to, 0.5..1
     conf_max: float | None = None
     text: str = ""  # substring of the path, case-insensitive
     since: date | None = None  # inclusive, UTC days
@@ -105,6 +106,7 @@ class Row:
     overlay_path: str | None
     width: int | None
     height: int | None
+    uncertain_reason: str | None = None  # "outside training data" | "low confidence"
 
     @property
     def name(self) -> str:
@@ -112,10 +114,11 @@ class Row:
 
     @property
     def confidence(self) -> float | None:
-        """Calibrated probability of the label shown (what the person reads as 'how sure')."""
+        """Calibrated probability of the class the verdict names or leans to (aidetect.wording):
+        what a person reads as 'how sure', never under 0.5."""
         if self.prob_ai is None or self.label is None:
             return None
-        return self.prob_ai if self.label == "ai" else 1.0 - self.prob_ai
+        return self.prob_ai if self.prob_ai >= 0.5 else 1.0 - self.prob_ai
 
     def csv_record(self) -> dict[str, Any]:
         conf = self.confidence
@@ -127,6 +130,7 @@ class Row:
             "prob_ai": "" if self.prob_ai is None else f"{self.prob_ai:.6f}",
             "confidence": "" if conf is None else f"{conf:.6f}",
             "uncertain": "" if self.uncertain is None else str(bool(self.uncertain)).lower(),
+            "uncertain_reason": self.uncertain_reason or "",
             "model_version": self.model_version or "",
             "time": _iso(self.time),
             "error": self.error or "",
@@ -206,6 +210,7 @@ def _arms() -> tuple[Select[Any], Select[Any]]:
             Prediction.label.label("label"),
             Prediction.prob_ai.label("prob_ai"),
             Prediction.uncertain.label("uncertain"),
+            Prediction.uncertain_reason.label("uncertain_reason"),
             Prediction.model_version.label("model_version"),
             Prediction.created.label("time"),
             _null(Text).label("error"),
@@ -227,6 +232,7 @@ def _arms() -> tuple[Select[Any], Select[Any]]:
         _null(String).label("label"),
         _null(Float).label("prob_ai"),
         _null(Boolean).label("uncertain"),
+        _null(String).label("uncertain_reason"),
         _null(String).label("model_version"),
         Image.updated.label("time"),
         Image.error.label("error"),
@@ -255,7 +261,7 @@ def _filtered(filters: Filters, dialect: str = "sqlite") -> list[Select[Any]]:
     pred, bare = _arms()
     out: list[Select[Any]] = []
     # predictions arm
-    conf = case((Prediction.label == "ai", Prediction.prob_ai), else_=1.0 - Prediction.prob_ai)
+    conf = case((Prediction.prob_ai >= 0.5, Prediction.prob_ai), else_=1.0 - Prediction.prob_ai)
     keep_pred = filters.status in (None, "", "done")
     if keep_pred:
         q = pred
@@ -303,7 +309,7 @@ def _order(filters: Filters, arm: int) -> list[Any]:
             "name": Image.path,
             "label": Prediction.label,
             "confidence": case(
-                (Prediction.label == "ai", Prediction.prob_ai), else_=1.0 - Prediction.prob_ai
+                (Prediction.prob_ai >= 0.5, Prediction.prob_ai), else_=1.0 - Prediction.prob_ai
             ),
             "uncertain": Prediction.uncertain,
             "model_version": Prediction.model_version,
@@ -333,7 +339,7 @@ def _outer_order(filters: Filters, sub: Any) -> list[Any]:
     cols = {
         "name": c.path,
         "label": c.label,
-        "confidence": case((c.label == "ai", c.prob_ai), else_=1.0 - c.prob_ai),
+        "confidence": case((c.prob_ai >= 0.5, c.prob_ai), else_=1.0 - c.prob_ai),
         "uncertain": c.uncertain,
         "model_version": c.model_version,
         "time": c.time,
@@ -363,6 +369,7 @@ def _row(m: Any) -> Row:
         overlay_path=m["overlay_path"],
         width=m["width"],
         height=m["height"],
+        uncertain_reason=m["uncertain_reason"],
     )
 
 
@@ -562,5 +569,9 @@ def accuracy_from_metrics(metrics: dict[str, Any]) -> tuple[float | None, str]:
         for part in path:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, int | float):
+            section = metrics.get(path[0]) if len(path) > 1 else None
+            sources = section.get("sources") if isinstance(section, dict) else None
+            if sources:  # name the data the figure is on: "test accuracy on cifake"
+                name = f"{name} on {' + '.join(map(str, sources))}"
             return float(node), name
     return None, "accuracy"

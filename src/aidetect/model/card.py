@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aidetect.jsonutil import clean_json
 from aidetect.model.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 CARD_FILE = "card.json"
@@ -34,6 +35,11 @@ class ModelCard:
     data: dict[str, Any] = field(default_factory=dict)  # sources, split, split hash, counts
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)  # epochs, seed, time, command
+    # sizes the model was trained on: {"min_side": px, "max_side": px}; outside -> uncertain
+    domain: dict[str, int] = field(default_factory=dict)
+    # {"model": dir relative to this one}: images under domain.min_side are scored by that model
+    small_images: dict[str, Any] | None = None
+    ood: dict[str, Any] | None = None  # out-of-distribution score: threshold and how it was fitted (model/ood.py)
     version: str = ""
     created: str = ""
     format_version: int = 1
@@ -48,7 +54,9 @@ class ModelCard:
 
     # -- I/O ---------------------------------------------------------------------------
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=False, default=_json_default)
+        """Strict JSON (NaN and infinities as null: PostgreSQL's JSON type refuses them, and an
+        AUC of a one-class source is NaN)."""
+        return json.dumps(clean_json(asdict(self)), indent=2, sort_keys=False, default=_json_default, allow_nan=False)
 
     def save(self, model_dir: Path) -> None:
         (model_dir / CARD_FILE).write_text(self.to_json() + "\n", encoding="utf-8")

@@ -11,7 +11,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-import aidetect.model.networks  # noqa: F401  (registers the architectures)
+import aidetect.model.efficientnet  # noqa: F401  (registers the architectures)
+import aidetect.model.networks  # noqa: F401
 from aidetect.errors import ModelLoadError
 from aidetect.model.card import CARD_FILE, WEIGHTS_FILE, ModelCard
 from aidetect.model.registry import create_model

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from aidetect.errors import AidetectError, ImageLoadError
+from aidetect.jsonutil import clean_json
 from aidetect.model.preprocess import load_image
 from aidetect.trainer.metrics import classification_metrics, short
 from aidetect.trainer.sources import Selection, eval_selection, load_sources, parse_label_map
@@ -44,6 +45,29 @@ def _gray(img: Image.Image) -> Image.Image:
     return img.convert("L").convert("RGB")
 
 
+def _webp(q: int) -> Callable[[Image.Image], Image.Image]:
+    def f(img: Image.Image) -> Image.Image:
+        buf = io.BytesIO()
+        img.save(buf, format="WEBP", quality=q)
+        buf.seek(0)
+        with Image.open(buf) as out:
+            return out.convert("RGB")
+
+    return f
+
+
+def _social(img: Image.Image) -> Image.Image:
+    """What a social network does to an upload: long side to at most 1080 px (0.75x for smaller
+    images), then JPEG quality 80 with 4:2:0 chroma."""
+    scale = min(0.75, 1080 / max(img.size))
+    small = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    small.save(buf, format="JPEG", quality=80, subsampling=2)
+    buf.seek(0)
+    with Image.open(buf) as out:
+        return out.convert("RGB")
+
+
 # The original project's stated weak spots, applied to the same images.
 ROBUSTNESS: dict[str, Callable[[Image.Image], Image.Image]] = {
     "jpeg_q90": _jpeg(90),
@@ -52,6 +76,8 @@ ROBUSTNESS: dict[str, Callable[[Image.Image], Image.Image]] = {
     "downscale_0.5x": _downscale,
     "blur_r1": _blur,
     "grayscale": _gray,
+    "webp_q75": _webp(75),
+    "social_1080_q80": _social,
 }
 
 
@@ -60,6 +86,7 @@ class EvalConfig:
     data: list[str]
     label_map: list[str] = field(default_factory=list)
     split: str | None = None
+    group_split: tuple[float, float, float] | None = None
     model_dir: Path | None = None
     out: Path | None = None
     robustness: bool = True
@@ -95,12 +122,17 @@ class Scorer:
         self.engine = "detector" if self.detector is not None else "direct"
 
     def __call__(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Calibrated P(ai) per image; the verdicts' uncertain reasons are kept in ``last_reasons``
+        ("" for a firm verdict)."""
         if self.detector is not None:
             verdicts = self.detector.classify(list(images), explain=False)
             bad = [v for v in verdicts if v.error]
             if bad:
                 raise AidetectError(f"scoring failed: {bad[0].error}")
+            self.last_reasons = [(v.uncertain_reason or ("uncertain" if v.uncertain else "")) for v in verdicts]
+            self.last_labels = [1 if v.label == "ai" else 0 for v in verdicts]
             return np.array([v.prob_ai for v in verdicts], dtype=float)
+        self.last_reasons, self.last_labels = [], []
         import torch
 
         from aidetect.model import EvalPreset
@@ -176,7 +208,7 @@ def run_evaluation(cfg: EvalConfig) -> EvalResult:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     t_start = time.perf_counter()
-    sources = load_sources(cfg.data, parse_label_map(cfg.label_map))  # data errors first, before the model
+    sources = load_sources(cfg.data, parse_label_map(cfg.label_map), cfg.group_split)  # data errors first, before the model
     scorer = Scorer(cfg.model_dir, cfg.engine)
     card = scorer.card
     sel, data_record = eval_selection(sources, cfg.split)
@@ -190,24 +222,33 @@ def run_evaluation(cfg: EvalConfig) -> EvalResult:
     if cfg.robustness:
         conditions.update(ROBUSTNESS)
     probs: dict[str, np.ndarray] = {}
+    reasons: dict[str, list[str]] = {}
+    labels: dict[str, list[int]] = {}
     timings: dict[str, float] = {}
     for name, fn in conditions.items():
         t0 = time.perf_counter()
         out = []
+        reasons[name], labels[name] = [], []
         for s in tqdm(range(0, len(images), cfg.batch_size), desc=f"score {name}", disable=not cfg.progress, leave=False):
             batch = images[s : s + cfg.batch_size]
             if fn is not None:
                 batch = [fn(im) for im in batch]
             out.append(scorer(batch))
+            reasons[name].extend(scorer.last_reasons)
+            labels[name].extend(scorer.last_labels)
         probs[name] = np.concatenate(out)
         timings[name] = round(time.perf_counter() - t0, 2)
     thr = card.threshold
-    overall = classification_metrics(probs["clean"], y, thr)
+    # the labels the product gave (images routed to the small-image model use its threshold)
+    preds = {c: np.array(labels[c]) if len(labels[c]) == len(y) else (probs[c] >= thr).astype(int) for c in conditions}
+    overall = classification_metrics(probs["clean"], y, thr, preds["clean"])
     lo, hi = card.uncertain_band
     p = probs["clean"]
     inside = (p >= lo) & (p <= hi)
     overall["uncertain_fraction"] = float(inside.mean())
-    overall["accuracy_outside_band"] = float(((p >= thr) == (y == 1))[~inside].mean()) if (~inside).any() else None
+    overall["accuracy_outside_band"] = float((preds["clean"] == y)[~inside].mean()) if (~inside).any() else None
+    if len(reasons["clean"]) == len(y):  # the product's own uncertain flags (band and out-of-distribution)
+        overall.update(trust_metrics(preds["clean"], y, reasons["clean"]))
     metrics: dict[str, Any] = {
         "model": {
             "dir": str(scorer.model_dir),
@@ -224,11 +265,18 @@ def run_evaluation(cfg: EvalConfig) -> EvalResult:
     uniq = sorted(set(groups))
     if len(uniq) > 1:
         g_arr = np.array(groups)
-        metrics["per_group"] = {g: classification_metrics(p[g_arr == g], y[g_arr == g], thr) for g in uniq}
+        metrics["per_group"] = {g: classification_metrics(p[g_arr == g], y[g_arr == g], thr, preds["clean"][g_arr == g])
+                                for g in uniq}
+        if len(reasons["clean"]) == len(y):
+            for g in uniq:
+                m = g_arr == g
+                kept = [r for r, k in zip(reasons["clean"], m, strict=True) if k]
+                metrics["per_group"][g].update(trust_metrics(preds["clean"][m], y[m], kept))
     if cfg.robustness:
         metrics["robustness"] = {
-            c: {**short(classification_metrics(probs[c], y, thr)), "seconds": timings[c]} for c in conditions
+            c: {**short(classification_metrics(probs[c], y, thr, preds[c])), "seconds": timings[c]} for c in conditions
         }
+    metrics["shortcuts"] = shortcut_probe(images, y, groups)
     metrics["seconds"] = timings
     out = cfg.out or Path("reports") / f"{card.version}-{_data_name(cfg.data)}"
     out.mkdir(parents=True, exist_ok=True)
@@ -244,6 +292,45 @@ def run_evaluation(cfg: EvalConfig) -> EvalResult:
     (out / "metrics.json").write_text(json.dumps(clean_json(metrics), indent=2, default=_jd) + "\n", encoding="utf-8")
     write_report(out, metrics, card, faith_md)
     return EvalResult(metrics, out)
+
+
+def trust_metrics(pred: np.ndarray, y: np.ndarray, reasons: list[str]) -> dict[str, Any]:
+    """What a user meets: the share of verdicts flagged uncertain (by reason), and the share that
+    are wrong without being flagged ("confidently wrong")."""
+    flagged = np.array([bool(r) for r in reasons])
+    wrong = pred != y
+    by_reason: dict[str, float] = {}
+    for r in sorted(set(reasons) - {""}):
+        by_reason[r] = float(np.mean([x == r for x in reasons]))
+    return {
+        "uncertain_rate": float(flagged.mean()) if len(y) else float("nan"),
+        "uncertain_by_reason": by_reason,
+        "confidently_wrong": float((wrong & ~flagged).mean()) if len(y) else float("nan"),
+        "accuracy_when_decided": float((~wrong)[~flagged].mean()) if (~flagged).any() else float("nan"),
+    }
+
+
+def shortcut_probe(images: list[Image.Image], y: np.ndarray, groups: list[str]) -> dict[str, Any]:
+    """How well the image size alone (pixel count, aspect ratio) would tell the classes apart
+    (ROC AUC, 0.5 = not at all; folded so that 1.0 = perfectly, whichever way round): a detector
+    may rank by size when the data lets it."""
+    from sklearn.metrics import roc_auc_score
+
+    px = np.array([im.width * im.height for im in images], dtype=float)
+    aspect = np.array([max(im.size) / max(1, min(im.size)) for im in images], dtype=float)
+
+    def auc(v: np.ndarray, t: np.ndarray) -> float | None:
+        if len(np.unique(t)) < 2 or len(np.unique(v)) < 2:
+            return None
+        a = float(roc_auc_score(t, v))
+        return max(a, 1.0 - a)
+
+    out: dict[str, Any] = {"pixels_auc": auc(px, y), "aspect_auc": auc(aspect, y)}
+    g_arr = np.array(groups)
+    for g in sorted(set(groups)):
+        m = g_arr == g
+        out[g] = {"pixels_auc": auc(px[m], y[m]), "aspect_auc": auc(aspect[m], y[m])}
+    return out
 
 
 def _faithfulness(scorer: Scorer, images: list[Image.Image], n: int) -> tuple[dict[str, Any], str]:
@@ -270,19 +357,6 @@ def _data_name(data: list[str]) -> str:
         name = d.split("=", 1)[0] if "=" in d and not Path(d).exists() else Path(d.rstrip("/")).stem
         names.append(name.replace("/", "_"))
     return "+".join(names)[:60]
-
-
-def clean_json(o: Any) -> Any:
-    """NaN/inf -> None and numpy scalars -> Python, recursively (strict JSON)."""
-    if isinstance(o, dict):
-        return {str(k): clean_json(v) for k, v in o.items()}
-    if isinstance(o, list | tuple):
-        return [clean_json(v) for v in o]
-    if isinstance(o, float | np.floating):
-        return float(o) if np.isfinite(o) else None
-    if isinstance(o, np.integer):
-        return int(o)
-    return o
 
 
 def _jd(o: object) -> object:

@@ -29,6 +29,7 @@ from torch.optim.swa_utils import AveragedModel
 from aidetect.errors import AidetectError
 from aidetect.model import ModelCard, create_model, save_model_dir
 from aidetect.model.preprocess import Normalisation
+from aidetect.runtime import tune_malloc
 from aidetect.trainer import calibration
 from aidetect.trainer.memory import BatchAugment, MemoryImages, decode_selection
 from aidetect.trainer.metrics import classification_metrics, short
@@ -74,6 +75,14 @@ class TrainConfig:
     small_crop_epochs: int = 0  # ... for this many epochs, then at the input size
     crop_grid: int = 0  # 0: crops move freely over reflect padding; g: crops start at multiples of g
     grid_pad: int = 0  # with crop_grid: mirror model-size images by this many pixels so full-size crops move on the grid
+    group_split: tuple[float, float, float] | None = None  # one-split sources: train/val/test shares by source image
+    balance: bool = False  # draw each epoch so that every class, and every source within a class, weighs the same
+    downscale_p: float = 0.0  # share of crops taken as if the image were downscaled first ...
+    downscale_min: float = 0.25  # ... by a random factor from this to 1
+    jpeg_chroma: bool = False  # JPEG re-encoding with Pillow at a random chroma subsampling (4:4:4/4:2:2/4:2:0)
+    webp_p: float = 0.0  # share of crops re-encoded as WebP
+    noise_p: float = 0.0  # share of crops with Gaussian noise
+    ood: bool = True  # fit the out-of-distribution score on the network's features (models with embed())
 
     def fingerprint(self) -> dict[str, Any]:
         d = asdict(self)
@@ -223,7 +232,7 @@ class Trainer:
     def prepare(self) -> None:
         cfg = self.cfg
         lm = parse_label_map(cfg.label_map)
-        self.sources = load_sources(cfg.data, lm)
+        self.sources = load_sources(cfg.data, lm, cfg.group_split)
         train, val, self.data_record = train_val_split(self.sources, cfg.val_fraction, cfg.seed, cfg.max_train)
         if len(train) < 2 or len(val) < 2:
             raise AidetectError(f"not enough data: {len(train)} training and {len(val)} validation images")
@@ -298,6 +307,7 @@ class Trainer:
         from tqdm import tqdm
 
         cfg = self.cfg
+        tune_malloc()  # training steps reuse activation memory instead of re-mapping it (aidetect.runtime)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
@@ -309,16 +319,6 @@ class Trainer:
             )
         if cfg.freeze_init and cfg.init is None:
             raise AidetectError("--freeze-init needs --init")
-        norm = Normalisation()
-        try:  # built before the data is decoded: a bad --crop-grid/--grid-pad pair fails here
-            aug = BatchAugment(
-                cfg.input_size, norm, cfg.blur_p, cfg.jpeg_p, tuple(cfg.jpeg_quality), cfg.grayscale_p, cfg.seed,
-                cfg.crop_grid, cfg.grid_pad,
-            )
-        except ValueError:
-            raise AidetectError(
-                f"--grid-pad {cfg.grid_pad}: needs --crop-grid and must be a multiple of it (--crop-grid {cfg.crop_grid})"
-            ) from None
         # a bad --arch-kw or --init fails here, before the data is decoded
         self.init_card: ModelCard | None = None
         if cfg.init is not None:
@@ -329,6 +329,19 @@ class Trainer:
                 raise AidetectError(
                     f"--init {cfg.init}: its architecture {self.init_card.architecture} differs from --arch {cfg.arch}"
                 )
+        # the input normalisation the starting weights were trained with (pretrained backbones)
+        norm = Normalisation(tuple(self.init_card.mean), tuple(self.init_card.std)) if self.init_card else Normalisation()  # type: ignore[arg-type]
+        self.norm = norm
+        if cfg.grid_pad and (not cfg.crop_grid or cfg.grid_pad % cfg.crop_grid):
+            raise AidetectError(
+                f"--grid-pad {cfg.grid_pad}: needs --crop-grid and must be a multiple of it (--crop-grid {cfg.crop_grid})"
+            )
+        if not 0.0 < cfg.downscale_min <= 1.0:
+            raise AidetectError(f"--downscale-min {cfg.downscale_min}: must be in (0, 1]")
+        aug = BatchAugment(
+            cfg.input_size, norm, cfg.blur_p, cfg.jpeg_p, tuple(cfg.jpeg_quality), cfg.grayscale_p, cfg.seed,
+            cfg.crop_grid, cfg.grid_pad, cfg.downscale_p, cfg.downscale_min, cfg.jpeg_chroma, cfg.webp_p, cfg.noise_p,
+        )
         self.model = create_model(cfg.arch, **cfg.arch_kwargs).to(self.device, memory_format=torch.channels_last)
         n_params = sum(p.numel() for p in self.model.parameters())
         if cfg.init is not None:
@@ -343,6 +356,9 @@ class Trainer:
                     p.requires_grad_(name not in kept)
             self.log(f"starting from the weights of {cfg.init} ({self.init_card.version})")
         self.prepare()
+        self.sample_weights = balanced_weights(self.train_mem.labels, self.train_mem.groups)
+        if cfg.balance:
+            self.data_record["sampling"] = "balanced: each class half of every epoch, each source an equal share of its class"
         self.opt = make_optimizer(cfg.optimizer, self.model, cfg.lr, cfg.weight_decay)
         steps = max(1, len(self.train_mem) // cfg.batch_size)
         self.sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -373,7 +389,10 @@ class Trainer:
             if cfg.freeze_init:
                 freeze_batchnorm_of_frozen(self.model)
             gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-            perm = torch.randperm(len(self.train_mem), generator=gen)
+            if cfg.balance:
+                perm = torch.multinomial(self.sample_weights, len(self.train_mem), replacement=True, generator=gen)
+            else:
+                perm = torch.randperm(len(self.train_mem), generator=gen)
             aug.rng.seed(cfg.seed * 1000 + epoch)
             tot_loss, tot_ok, seen = 0.0, 0, 0
             bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not cfg.progress)
@@ -450,6 +469,12 @@ class Trainer:
         p = calibration.prob_ai(val_logits, temp)
         threshold = calibration.fit_threshold(p, y)
         band, band_stats = calibration.fit_band(p, y, threshold, cfg.band_target_accuracy)
+        ood_record: dict[str, Any] | None = None
+        if cfg.ood and hasattr(model, "ood_layers"):
+            from aidetect.trainer.ood import fit_ood
+
+            self.log("fitting the out-of-distribution score on training features")
+            ood_stats, ood_record = fit_ood(model, self.train_mem, self.val_mem, aug, cfg.seed)
         metrics: dict[str, Any] = {
             "validation": short(classification_metrics(p, y, threshold)),
             "validation_uncalibrated": short(classification_metrics(calibration.prob_ai(val_logits), y)),
@@ -462,7 +487,10 @@ class Trainer:
                 mem = decode_selection(sel, cfg.input_size, cfg.progress, "decode test")
                 tl = predict_logits(self.model, mem, aug, self.device)
                 m = classification_metrics(calibration.prob_ai(tl, temp), mem.labels.numpy(), threshold)
-                metrics["test"] = {**short(m), "hash": rec["hash"], "sources": [s["name"] for s in rec["sources"]]}
+                metrics["test"] = {**short(m), "hash": rec["hash"], "sources": [s["name"] for s in rec["sources"]],
+                                   "views": "one centre crop per image (aidetect evaluate scores as the product does)"}
+                metrics["test_per_source"] = per_source_metrics(calibration.prob_ai(tl, temp), mem.labels.numpy(),
+                                                                mem.groups, threshold)
                 self.log(
                     "test: accuracy {accuracy:.4f}  AUC {roc_auc:.4f}  ECE {ece:.4f}  (n={n})".format(**m)
                 )
@@ -487,6 +515,8 @@ class Trainer:
             arch_kwargs=dict(cfg.arch_kwargs),
             input_size=cfg.input_size,
             source_classes=classes,
+            mean=list(self.norm.mean),
+            std=list(self.norm.std),
             temperature=round(temp, 6),
             threshold=threshold,
             uncertain_band=band,
@@ -514,12 +544,43 @@ class Trainer:
             },
             created=datetime.now(UTC).isoformat(timespec="seconds"),
         )
+        metrics["validation_per_source"] = per_source_metrics(p, y, self.val_mem.groups, threshold)
+        if ood_record is not None:
+            card.ood = ood_record
         out = save_model_dir(model, card, cfg.out)
+        if ood_record is not None:
+            from aidetect.model.ood import save_ood
+
+            save_ood(ood_stats, out)
         self.log(
             f"saved {out} (version {card.version}): temperature {temp:.3f}, threshold {threshold}, "
             f"uncertain band {band}, best epoch {best['epoch'] + 1}, {self.elapsed:.0f} s training"
         )
         return out
+
+
+def balanced_weights(labels: torch.Tensor, groups: list[str]) -> torch.Tensor:
+    """Sampling weight of every training image: each class half of the draws, each source
+    (the part of its group before ``/``) an equal share of its class."""
+    src = [g.split("/", 1)[0] for g in groups]
+    cells: dict[tuple[int, str], int] = {}
+    for lab, s in zip(labels.tolist(), src, strict=True):
+        cells[(lab, s)] = cells.get((lab, s), 0) + 1
+    per_class = {c: sum(1 for (lab, _) in cells if lab == c) for c in (0, 1)}
+    w = [1.0 / (2 * per_class[lab] * cells[(lab, s)]) for lab, s in zip(labels.tolist(), src, strict=True)]
+    return torch.tensor(w, dtype=torch.double)
+
+
+def per_source_metrics(p: np.ndarray, y: np.ndarray, groups: list[str], threshold: float) -> dict[str, Any]:
+    """Short metrics per source (AUC where the source has both classes; recall per class)."""
+    src = np.array([g.split("/", 1)[0] for g in groups])
+    out: dict[str, Any] = {}
+    for name in sorted(set(src.tolist())):
+        m = src == name
+        full = classification_metrics(p[m], y[m], threshold)
+        out[name] = {**short(full), "recall_real": full["per_class"]["real"]["recall"],
+                     "recall_ai": full["per_class"]["ai"]["recall"]}
+    return out
 
 
 def train(cfg: TrainConfig) -> Path:

@@ -11,12 +11,15 @@ but batched.
 
 from __future__ import annotations
 
+import io
 import random
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torchvision.io import decode_jpeg, encode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
@@ -114,7 +117,14 @@ class BatchAugment:
         seed: int = 0,
         crop_grid: int = 0,
         grid_pad: int = 0,
+        downscale_p: float = 0.0,
+        downscale_min: float = 0.25,
+        jpeg_chroma: bool = False,
+        webp_p: float = 0.0,
+        noise_p: float = 0.0,
     ) -> None:
+        if not 0.0 < downscale_min <= 1.0:
+            raise ValueError(f"downscale_min {downscale_min} must be in (0, 1]")
         if grid_pad and (not crop_grid or grid_pad % crop_grid):
             raise ValueError(f"grid_pad {grid_pad} must be a multiple of crop_grid {crop_grid}")
         self.size = size
@@ -124,6 +134,8 @@ class BatchAugment:
         self.mean = torch.tensor(norm.mean).view(1, 3, 1, 1)
         self.std = torch.tensor(norm.std).view(1, 3, 1, 1)
         self.blur_p, self.jpeg_p, self.jpeg_quality, self.grayscale_p = blur_p, jpeg_p, jpeg_quality, grayscale_p
+        self.downscale_p, self.downscale_min = downscale_p, downscale_min
+        self.jpeg_chroma, self.webp_p, self.noise_p = jpeg_chroma, webp_p, noise_p
         self.rng = random.Random(seed)
 
     def crops(self, mem: MemoryImages, idx: torch.Tensor, size: int | None = None) -> torch.Tensor:
@@ -158,10 +170,27 @@ class BatchAugment:
         for i in idx.tolist():
             t = stacked[i] if stacked is not None else mem.items[i]  # type: ignore[index]
             o, (h, w) = (mem.pad, (mem.size, mem.size)) if inner_only else (0, t.shape[-2:])
+            if stacked is None and self.downscale_p > 0 and r.random() < self.downscale_p:
+                out.append(self._downscaled_crop(t, s))
+                continue
             y = o + step * r.randint(0, (h - s) // step)
             x = o + step * r.randint(0, (w - s) // step)
             out.append(t[:, y : y + s, x : x + s])
         return torch.stack(out)
+
+    def _downscaled_crop(self, t: torch.Tensor, s: int) -> torch.Tensor:
+        """An ``s`` x ``s`` crop of the image as if downscaled by a random factor in
+        [``downscale_min``, 1] first (never below the crop size): a region of s / factor px,
+        at a free position, resized with antialiasing. Both classes get it, so the scale at
+        which a picture is seen (a 12 MP photo's crop shows less scene than a 2 MP render's)
+        stops telling the classes apart."""
+        h, w = t.shape[-2:]
+        r = self.rng
+        factor = r.uniform(max(self.downscale_min, s / min(h, w)), 1.0)
+        side = min(h, w, max(s, round(s / factor)))
+        y, x = r.randint(0, h - side), r.randint(0, w - side)
+        region = t[:, y : y + side, x : x + side]
+        return region if side == s else TF.resize(region, [s, s], antialias=True)
 
     def __call__(self, mem: MemoryImages, idx: torch.Tensor, size: int | None = None) -> torch.Tensor:
         x = self.crops(mem, idx, size)
@@ -174,7 +203,21 @@ class BatchAugment:
             if sel:
                 sigma = r.uniform(0.1, 1.0)
                 x[sel] = TF.gaussian_blur(x[sel], [3, 3], [sigma, sigma])
-        if self.jpeg_p > 0:
+        if self.noise_p > 0:
+            for i in [i for i in range(n) if r.random() < self.noise_p]:
+                sigma = r.uniform(1.0, 6.0)  # sensor-like Gaussian noise, in 0-255 levels
+                gen = torch.Generator().manual_seed(r.randrange(2**31))  # seeded like every other draw
+                noise = torch.randn(x[i].shape, generator=gen) * sigma
+                x[i] = (x[i].float() + noise).round().clamp(0, 255).to(torch.uint8)
+        if self.jpeg_chroma or self.webp_p > 0:
+            for i in range(n):
+                u = r.random()
+                if self.jpeg_chroma and u < self.jpeg_p:
+                    x[i] = self._recode(x[i], "JPEG", quality=r.randint(*self.jpeg_quality),
+                                        subsampling=r.choice((0, 1, 2)))
+                elif self.jpeg_p <= u < self.jpeg_p + self.webp_p:
+                    x[i] = self._recode(x[i], "WEBP", quality=r.randint(*self.jpeg_quality))
+        if self.jpeg_p > 0 and not self.jpeg_chroma:
             sel = [i for i in range(n) if r.random() < self.jpeg_p]
             if sel:
                 lo, hi = self.jpeg_quality
@@ -189,6 +232,16 @@ class BatchAugment:
             if sel:
                 x[sel] = TF.rgb_to_grayscale(x[sel], num_output_channels=3)
         return self.normalise(x)
+
+    @staticmethod
+    def _recode(t: torch.Tensor, fmt: str, **options: int) -> torch.Tensor:
+        """Encode a (3, h, w) uint8 image with Pillow (JPEG with a chosen chroma subsampling
+        4:4:4 / 4:2:2 / 4:2:0, or WebP) and decode it again."""
+        buf = io.BytesIO()
+        Image.fromarray(t.permute(1, 2, 0).numpy()).save(buf, fmt, **options)
+        buf.seek(0)
+        with Image.open(buf) as img:
+            return torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         return ((x.float() / 255.0) - self.mean) / self.std

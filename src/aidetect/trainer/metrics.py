@@ -37,12 +37,16 @@ def _safe(fn: Any, *args: Any) -> float:
     return v if math.isfinite(v) else float("nan")
 
 
-def classification_metrics(p_ai: np.ndarray, y: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
+def classification_metrics(
+    p_ai: np.ndarray, y: np.ndarray, threshold: float = 0.5, pred: np.ndarray | None = None
+) -> dict[str, Any]:
+    """``pred`` (1 = ai) overrides ``p_ai >= threshold``: the labels the product gave, when
+    images were routed to models with different thresholds."""
     from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
 
     p_ai = np.asarray(p_ai, dtype=float)
     y = np.asarray(y, dtype=int)
-    pred = (p_ai >= threshold).astype(int)
+    pred = (p_ai >= threshold).astype(int) if pred is None else np.asarray(pred, dtype=int)
     cm = confusion_matrix(y, pred, labels=[0, 1])
     tn, fp, fn, tp = (int(v) for v in cm.ravel())
     rec_real = tn / (tn + fp) if tn + fp else float("nan")

@@ -135,13 +135,33 @@ def write_report(out: Path, metrics: dict[str, Any], card: ModelCard, faithfulne
     for c, v in o["per_class"].items():
         lines.append(f"| {c} | {_f(v['precision'])} | {_f(v['recall'])} | {v['support']} |")
     lines.append("")
+    if "uncertain_rate" in o:
+        lines += [
+            f"As the product says it: {_f(o['uncertain_rate'], 3)} of the verdicts uncertain "
+            f"({', '.join(f'{k} {_f(v, 3)}' for k, v in o['uncertain_by_reason'].items()) or 'none'}), "
+            f"{_f(o['confidently_wrong'], 3)} confidently wrong (wrong and not flagged), accuracy of the decided "
+            f"ones {_f(o['accuracy_when_decided'])}.",
+            "",
+        ]
     if metrics.get("per_group"):
         lines += ["## Per group", "", metrics_table(metrics["per_group"], "group")]
+        groups = metrics["per_group"]
+        if any("uncertain_rate" in g for g in groups.values()):
+            lines += ["| group | recall real | recall ai | uncertain | confidently wrong |", "| --- | ---: | ---: | ---: | ---: |"]
+            for name, g in groups.items():
+                lines.append(f"| {name} | {_f(g['per_class']['real']['recall'])} | {_f(g['per_class']['ai']['recall'])} "
+                             f"| {_f(g.get('uncertain_rate'), 3)} | {_f(g.get('confidently_wrong'), 3)} |")
+            lines.append("")
+    if metrics.get("shortcuts"):
+        sc = metrics["shortcuts"]
+        lines += [f"Size shortcut check: image size alone separates the classes with AUC {_f(sc.get('pixels_auc'))} "
+                  f"(pixel count) / {_f(sc.get('aspect_auc'))} (aspect ratio); 0.5 = not at all.", ""]
     if metrics.get("robustness"):
         lines += [
             "## Robustness",
             "",
-            "The same images re-encoded as JPEG, downscaled 0.5x, blurred (Gaussian radius 1) or made grayscale; "
+            "The same images re-encoded as JPEG or WebP, downscaled 0.5x, blurred (Gaussian radius 1), made "
+            "grayscale, or as a social network serves them (long side <= 1080 px, at most 0.75x, JPEG q80 4:2:0); "
             "calibration and threshold unchanged.",
             "",
             metrics_table(metrics["robustness"], "condition"),

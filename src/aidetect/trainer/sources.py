@@ -92,6 +92,7 @@ class SourceData:
     value_to_class: dict[int | str, str]  # label value -> real|ai
     value_names: dict[int | str, str]  # label value -> the data's own class name
     group_column: str | None = None
+    split_rule: str | None = None  # how the splits were made, when aidetect made them
 
     def canonical_labels(self, split: str) -> np.ndarray:
         """0 = real, 1 = ai for every row of ``split``."""
@@ -366,6 +367,10 @@ def load_source(spec: str, label_map: dict[str, str] | None = None) -> SourceDat
     label_col = next((c for c, f in features.items() if isinstance(f, datasets.ClassLabel)), None)
     if label_col is None:
         label_col = next((c for c in ("label", "labels", "class", "target") if c in features), None)
+    if label_col is None and kind == "imagefolder":
+        # one class folder only (datasets then drops the labels): the folder names the class
+        splits = {k: _label_from_folder(v, image_col) for k, v in splits.items()}
+        label_col, features = "label", next(iter(splits.values())).features
     if label_col is None:
         raise DataSourceError(f"{spec}: no label column (columns: {', '.join(features)})")
     feat = features[label_col]
@@ -395,7 +400,7 @@ def load_source(spec: str, label_map: dict[str, str] | None = None) -> SourceDat
             f"{spec}: unknown class name(s) {', '.join(repr(u) for u in unknown)}; "
             f"map each with --label-map NAME=real or --label-map NAME=ai"
         )
-    if set(mapping.values()) != {"real", "ai"}:
+    if len(value_names) > 1 and set(mapping.values()) != {"real", "ai"}:
         raise DataSourceError(
             f"{spec}: classes {sorted(map(str, value_names.values()))} map to only "
             f"{sorted(set(mapping.values()))}; both real and ai are needed (check --label-map)"
@@ -421,10 +426,109 @@ def load_source(spec: str, label_map: dict[str, str] | None = None) -> SourceDat
     )
 
 
-def load_sources(specs: list[str] | tuple[str, ...], label_map: dict[str, str] | None = None) -> list[SourceData]:
+def _label_from_folder(ds: Any, image_col: str) -> Any:
+    import datasets
+
+    ds = ds.cast_column(image_col, datasets.Image(decode=False))
+    names = [Path(c["path"]).parent.name if isinstance(c, dict) and c.get("path") else "" for c in ds[image_col]]
+    return ds.add_column("label", names)
+
+
+def load_sources(
+    specs: list[str] | tuple[str, ...],
+    label_map: dict[str, str] | None = None,
+    group_split: tuple[float, float, float] | None = None,
+) -> list[SourceData]:
+    """Load every spec; with ``group_split`` (train, validation, test fractions), sources that
+    come as one split are divided by :func:`split_by_group`."""
     if not specs:
         specs = [DEFAULT_HUB_ID]
-    return [load_source(s, label_map) for s in specs]
+    sources = [load_source(s, label_map) for s in specs]
+    if group_split is not None:
+        sources = [split_by_group(s, group_split) if len(s.splits) == 1 else s for s in sources]
+    classes = {c for s in sources for c in s.value_to_class.values()}
+    if classes != {"real", "ai"}:
+        raise DataSourceError(
+            f"{', '.join(s.spec for s in sources)}: the classes map to only {sorted(classes)}; "
+            "both real and ai are needed (a one-class source such as a folder of camera photos "
+            "goes beside others; check --label-map)"
+        )
+    return sources
+
+
+# -- splits by source image ------------------------------------------------------------------
+MANIFEST = "MANIFEST.csv"
+
+
+def parse_group_split(text: str) -> tuple[float, float, float]:
+    """``"70,15,15"`` -> (0.7, 0.15, 0.15): train, validation and test shares (they are
+    normalised to sum to 1)."""
+    try:
+        parts = [float(p) for p in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) != 3 or any(p < 0 for p in parts) or parts[0] <= 0 or parts[1] <= 0 or sum(parts) <= 0:
+        raise DataSourceError(f"--group-split {text!r}: expected TRAIN,VAL,TEST shares such as 70,15,15")
+    total = sum(parts)
+    return parts[0] / total, parts[1] / total, parts[2] / total
+
+
+def group_keys(src: SourceData, split: str) -> list[str]:
+    """The group of every row: the source image an image folder's ``MANIFEST.csv`` (columns
+    ``path``, relative to the folder, and ``source_path``) names, so that crops of one picture
+    share a key, or, where the manifest's ``note`` names a camera (``camera=Make|Model``), the
+    camera model, so that held-out photos come from cameras never trained on; otherwise each
+    file (or row) is its own group."""
+    ds = src.splits[split]
+    cells = ds["image"]
+    paths = [c.get("path") if isinstance(c, dict) else None for c in cells]
+    manifest: dict[str, str] = {}
+    root = Path(src.spec)
+    if src.kind == "imagefolder" and (root / MANIFEST).is_file():
+        import csv
+
+        with (root / MANIFEST).open(newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                note = row.get("note") or ""
+                if row.get("path") and note.startswith("camera="):
+                    manifest[row["path"]] = note  # every photo of one camera model together
+                elif row.get("path") and row.get("source_path"):
+                    manifest[row["path"]] = row["source_path"]
+    keys = []
+    for i, p in enumerate(paths):
+        if p is None:
+            keys.append(f"row{i}")
+            continue
+        try:
+            rel = Path(p).resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            rel = Path(p).name
+        keys.append(manifest.get(rel, rel))
+    return keys
+
+
+def split_by_group(src: SourceData, fractions: tuple[float, float, float]) -> SourceData:
+    """Divide a one-split source into train / validation / test by a hash of each row's
+    source image (:func:`group_keys`): every crop of one picture lands on the same side, and
+    the same picture always lands on the same side (no seed: ``aidetect train`` and
+    ``aidetect evaluate`` find the same test images without sharing state)."""
+    (only,) = src.splits
+    ds = src.splits[only]
+    keys = group_keys(src, only)
+    cut_train, cut_val = fractions[0], fractions[0] + fractions[1]
+    rows: dict[str, list[int]] = {"train": [], "validation": [], "test": []}
+    for i, key in enumerate(keys):
+        u = int.from_bytes(hashlib.sha256(f"{src.name}|{key}".encode()).digest()[:8], "big") / 2.0**64
+        rows["train" if u < cut_train else "validation" if u < cut_val else "test"].append(i)
+    splits = {name: ds.select(r) for name, r in rows.items() if r}
+    for name in ("train", "validation"):
+        if name not in splits:
+            raise DataSourceError(f"{src.spec}: --group-split leaves no {name} images ({len(set(keys))} source images)")
+    out = SourceData(src.name, src.spec, src.kind, splits, src.label_column, src.value_to_class, src.value_names,
+                     src.group_column)
+    out.split_rule = (f"by source image ({len(set(keys))} of them, sha256 of name|source): "
+                      + " / ".join(f"{n} {len(d)}" for n, d in splits.items()))
+    return out
 
 
 # -- splits --------------------------------------------------------------------------------
@@ -472,7 +576,7 @@ def train_val_split(
         n_train = len(src.splits[train_split])
         rows = np.arange(n_train)
         if "validation" in names:
-            how = f"source splits: {train_split} / validation"
+            how = src.split_rule or f"source splits: {train_split} / validation"
             train_parts.append((i, train_split, rows))
             val_parts.append((i, "validation", np.arange(len(src.splits["validation"]))))
         else:

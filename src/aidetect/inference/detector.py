@@ -3,7 +3,8 @@
 ``Detector.classify(items)`` decodes every item (path, bytes or PIL image), turns each into
 one or more model-size views (the image itself when it already has the model's input size,
 a grid of native-resolution tiles when it is large, a resize + centre crop otherwise), and
-runs **one forward and one backward for the whole batch** through pytorch-grad-cam; the
+runs **one forward and one backward per pass** (the whole batch, or groups of whole images of at
+most MAX_VIEWS_PER_PASS views) through pytorch-grad-cam; the
 logits reported come from that same forward. Tile logits are averaged per image, then
 calibrated (``softmax(logits / card.temperature)``); tile CAMs are stitched into one heatmap
 over the full image. A bad item yields a :class:`Verdict` with ``error`` set; the others are
@@ -15,25 +16,22 @@ all call it.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import logging
-import math
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image
 
-from aidetect.config import get_settings
-from aidetect.errors import AidetectError, ImageLoadError
-from aidetect.explain.cam import DEFAULT_METHOD, batched_cam, normalise, resolve_method
+from aidetect.config import SHIPPED_MODEL_DIR, get_settings
+from aidetect.errors import AidetectError, ImageLoadError, ModelLoadError
+from aidetect.explain.cam import DEFAULT_METHOD, batched_cam, resolve_method
 from aidetect.explain.overlay import (
     cam_to_png8,
     heatmap_names,
@@ -41,242 +39,19 @@ from aidetect.explain.overlay import (
     render_overlay,
     write_png,
 )
-from aidetect.model import AI_INDEX, CLASSES, EvalPreset, ModelCard, load_image, load_model_dir
+from aidetect.inference.decoding import Decoded, Item, decode_item, source_name
+from aidetect.inference.verdict import Verdict
+from aidetect.inference.views import ViewPlan, plan_views, stitch
+from aidetect.model import AI_INDEX, CLASSES, EvalPreset, ModelCard, load_model_dir
+from aidetect.model.ood import FeatureTap, flat_share, load_ood
 from aidetect.model.preprocess import Normalisation, _to_rgb
+from aidetect.runtime import tune_malloc
+from aidetect.wording import uncertainty
 
 log = logging.getLogger(__name__)
+SHIPPED_MODELS = SHIPPED_MODEL_DIR.parent
 
-Item = str | Path | bytes | Image.Image
 Target = Literal["predicted", "other"]
-CAM_MAX_SIDE = 256  # long side of Verdict.cam (and of the raw CAM file)
-
-
-# --------------------------------------------------------------------------------------
-# results
-# --------------------------------------------------------------------------------------
-@dataclass
-class Verdict:
-    """The outcome for one input. ``error`` is None when it was scored."""
-
-    source: str
-    sha256: str | None = None
-    label: str | None = None  # "ai" | "real"
-    prob_ai: float | None = None  # calibrated
-    uncertain: bool | None = None
-    model_version: str = ""
-    error: str | None = None
-    width: int | None = None
-    height: int | None = None
-    format: str | None = None
-    tiles: int = 0  # views scored: 1, or the number of native-resolution tiles
-    cam: np.ndarray | None = field(default=None, repr=False)  # float32 (h, w) in [0, 1]
-    cam_method: str | None = None
-    cam_target: str | None = None  # "predicted" | "other"
-    cam_class: str | None = None  # class explained: "ai" | "real"
-    cam_path: str | None = None
-    overlay_path: str | None = None
-    heatmap_error: str | None = None  # files could not be written (the verdict itself stands)
-    timings: dict[str, float] = field(default_factory=dict)  # seconds, per image
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict (everything but the CAM array)."""
-        return {
-            "path": self.source,
-            "sha256": self.sha256,
-            "label": self.label,
-            "prob_ai": self.prob_ai,
-            "uncertain": self.uncertain,
-            "model_version": self.model_version,
-            "error": self.error,
-            "width": self.width,
-            "height": self.height,
-            "format": self.format,
-            "tiles": self.tiles,
-            "cam_method": self.cam_method,
-            "cam_target": self.cam_target,
-            "cam_class": self.cam_class,
-            "cam_path": self.cam_path,
-            "overlay_path": self.overlay_path,
-            "heatmap_error": self.heatmap_error,
-            "timings": {k: round(v, 6) for k, v in self.timings.items()},
-        }
-
-
-# --------------------------------------------------------------------------------------
-# views: what the model sees of one image
-# --------------------------------------------------------------------------------------
-@dataclass
-class ViewPlan:
-    """Where the views of one image come from and which part of the heatmap each explains.
-
-    ``tiles``: (x, y) top-left corners of input-size crops at native resolution, or empty
-    when the image is fed whole (resized + centre-cropped by EvalPreset if needed).
-    ``regions``: per view, the (x0, y0, x1, y1) box of the image its CAM is drawn over.
-    """
-
-    tiles: list[tuple[int, int]]
-    regions: list[tuple[float, float, float, float]]
-
-
-def tile_grid(width: int, height: int, size: int, max_tiles: int) -> tuple[int, int]:
-    """Columns x rows of input-size tiles: enough to cover the image when that takes at
-    most ``max_tiles``; otherwise the largest grid within ``max_tiles`` with the image's
-    aspect ratio (tiles then sample the image evenly instead of covering it)."""
-    gx, gy = math.ceil(width / size), math.ceil(height / size)
-    if gx * gy <= max_tiles:
-        return gx, gy
-    k = math.sqrt(max_tiles / (gx * gy))
-    nx, ny = max(1, min(gx, int(gx * k))), max(1, min(gy, int(gy * k)))
-    while True:
-        grow_x = nx < gx and (nx + 1) * ny <= max_tiles
-        grow_y = ny < gy and nx * (ny + 1) <= max_tiles
-        if grow_x and (not grow_y or gx / nx >= gy / ny):
-            nx += 1
-        elif grow_y:
-            ny += 1
-        else:
-            return nx, ny
-
-
-JPEG_BLOCK = 8
-
-
-def _axis(length: int, size: int, n: int) -> tuple[list[int], list[tuple[float, float]]]:
-    """Tile starts along one axis (each tile centred in its cell of an even partition, then
-    moved to the nearest multiple of 8 so that a tile's 8 x 8 blocks are the JPEG encoder's
-    blocks, as in training; at most 7 px at the far edge can go unseen) and the span each
-    tile's CAM is drawn over (the tile itself when the tiles cover the axis, the tile's cell
-    when they only sample it)."""
-    edges = np.linspace(0.0, float(length), n + 1)
-    last = (length - size) // JPEG_BLOCK * JPEG_BLOCK
-    starts, spans = [], []
-    for i in range(n):
-        centre = (edges[i] + edges[i + 1]) / 2
-        s = min(max(centre - size / 2, 0), length - size)
-        s = min(int(round(s / JPEG_BLOCK)) * JPEG_BLOCK, last)
-        starts.append(s)
-        cell = edges[i + 1] - edges[i]
-        spans.append((float(s), float(s + size)) if cell <= size else (float(edges[i]), float(edges[i + 1])))
-    return starts, spans
-
-
-def plan_views(width: int, height: int, size: int, tile_min_side: int, max_tiles: int) -> ViewPlan:
-    """The tiling policy. An image of exactly the model's input size is fed unchanged. An
-    image whose short side is at least ``max(size, tile_min_side)`` is tiled at native
-    resolution (see :func:`tile_grid`). Anything else is resized on the short side and
-    centre-cropped (EvalPreset); its CAM covers the cropped part."""
-    if (width, height) != (size, size) and min(width, height) >= max(size, tile_min_side) and max_tiles > 1:
-        nx, ny = tile_grid(width, height, size, max_tiles)
-        xs, xspans = _axis(width, size, nx)
-        ys, yspans = _axis(height, size, ny)
-        tiles = [(x, y) for y in ys for x in xs]
-        regions = [(xa, ya, xb, yb) for (ya, yb) in yspans for (xa, xb) in xspans]
-        return ViewPlan(tiles=tiles, regions=regions)
-    if (width, height) == (size, size):
-        return ViewPlan(tiles=[], regions=[(0.0, 0.0, float(width), float(height))])
-    short, long_ = min(width, height), max(width, height)
-    scale = size / short
-    new_long = int(size * long_ / short)
-    if width <= height:
-        rw, rh = size, new_long
-    else:
-        rw, rh = new_long, size
-    left, top = int(round((rw - size) / 2)), int(round((rh - size) / 2))
-    region = (left / scale, top / scale, (left + size) / scale, (top + size) / scale)
-    return ViewPlan(tiles=[], regions=[region])
-
-
-def cam_canvas_size(width: int, height: int, max_side: int = CAM_MAX_SIDE) -> tuple[int, int]:
-    scale = min(1.0, max_side / max(width, height))
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-def stitch(cams: np.ndarray, plan: ViewPlan, width: int, height: int) -> np.ndarray:
-    """Per-view raw CAMs (k, h, w) -> one float32 heatmap over the whole image (aspect
-    kept, long side <= CAM_MAX_SIDE), normalised to [0, 1] over the image (so tiles keep
-    their relative importance). Parts no view saw (outside a centre crop) stay 0."""
-    cw, ch = cam_canvas_size(width, height)
-    if len(plan.regions) == 1 and plan.regions[0] == (0.0, 0.0, float(width), float(height)):
-        return normalise(cv2.resize(cams[0], (cw, ch), interpolation=cv2.INTER_LINEAR))  # one view, whole image
-    sx, sy = cw / width, ch / height
-    acc = np.zeros((ch, cw), np.float32)
-    cnt = np.zeros((ch, cw), np.float32)
-    for cam, (x0, y0, x1, y1) in zip(cams, plan.regions, strict=True):
-        a, b = int(round(x0 * sx)), int(round(y0 * sy))
-        c, d = max(a + 1, min(cw, int(round(x1 * sx)))), max(b + 1, min(ch, int(round(y1 * sy))))
-        a, b = max(0, min(a, cw - 1)), max(0, min(b, ch - 1))
-        acc[b:d, a:c] += cv2.resize(cam, (c - a, d - b), interpolation=cv2.INTER_LINEAR)
-        cnt[b:d, a:c] += 1.0
-    np.divide(acc, cnt, out=acc, where=cnt > 0)
-    return normalise(acc)
-
-
-# --------------------------------------------------------------------------------------
-# decoding
-# --------------------------------------------------------------------------------------
-@dataclass
-class _Decoded:
-    index: int
-    width: int
-    height: int
-    overlay_base: np.ndarray | None  # RGB already at overlay size (kept only to draw overlays)
-    sha256: str
-    format: str | None
-
-
-def _source_name(item: Item, index: int) -> str:
-    if isinstance(item, bytes):
-        return f"<bytes #{index}>"
-    if isinstance(item, Image.Image):
-        return f"<image #{index}>"
-    return str(item)
-
-
-def _decode(item: Item, name: str) -> tuple[Image.Image, str, str | None]:
-    """(RGB image, sha256, format) or ImageLoadError."""
-    if isinstance(item, Image.Image):
-        img = _to_rgb(item)
-        return img, hashlib.sha256(img.tobytes()).hexdigest(), item.format
-    if isinstance(item, bytes):
-        data = item
-    else:
-        try:
-            data = Path(item).read_bytes()
-        except OSError:
-            load_image(item)  # raises the one-line ImageLoadError for this path
-            raise  # pragma: no cover
-    img = load_image(data, name=name)
-    return img, hashlib.sha256(data).hexdigest(), _sniff_format(data)
-
-
-_MAGIC = (
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"GIF87a", "GIF"),
-    (b"GIF89a", "GIF"),
-    (b"BM", "BMP"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-)
-
-
-def _sniff_format(data: bytes) -> str | None:
-    """Pillow's format name from the magic bytes (a second Image.open costs more than the
-    decode of a 32 px image); Pillow itself for anything else."""
-    for magic, name in _MAGIC:
-        if data.startswith(magic):
-            return name
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    try:
-        with Image.open(io.BytesIO(data)) as head:
-            return head.format
-    except Exception:  # noqa: BLE001 - format is informative only
-        return None
 
 
 @dataclass
@@ -286,15 +61,53 @@ class Prepared:
     could be decoded)."""
 
     verdicts: list[Verdict]
-    decoded: list[_Decoded]
+    decoded: list[Decoded]
     plans: list[ViewPlan]
     rows: list[tuple[int, int]]
     batch: torch.Tensor | None
+    routed: list[tuple[int, Image.Image]] = field(default_factory=list)  # (item, image) for the small-image model
+    flat: torch.Tensor | None = None  # per view: share of flat pixels (models with an OOD check)
 
 
 # --------------------------------------------------------------------------------------
 # the detector
 # --------------------------------------------------------------------------------------
+def small_model_dir(model_dir: Path, name: str) -> Path:
+    """Where a card's ``small_images.model`` is: a directory relative to the model directory,
+    else a model shipped with aidetect by that name (so that a copy of the shipped default
+    elsewhere still finds it)."""
+    here = (model_dir / name).resolve()
+    if (here / "card.json").is_file():
+        return here
+    shipped = SHIPPED_MODELS / Path(name).name
+    if (shipped / "card.json").is_file():
+        return shipped
+    raise ModelLoadError(f"{model_dir}: its model for small images ({name}) is not there, nor shipped with aidetect")
+
+
+MAX_VIEWS_PER_PASS = 64  # views per forward pass: bounds memory (a batch of 12 MP photos is hundreds of tiles)
+
+
+def split_passes(prep: Prepared, max_views: int) -> list[Prepared]:
+    """Consecutive groups of whole images with at most ``max_views`` views each (an image with
+    more views than that is a pass of its own); one group when everything fits."""
+    assert prep.batch is not None
+    if prep.batch.shape[0] <= max_views:
+        return [prep]
+    parts, start = [], 0
+    while start < len(prep.decoded):
+        end, first = start, prep.rows[start][0]
+        while end < len(prep.decoded) and (end == start or prep.rows[end][1] - first <= max_views):
+            end += 1
+        last = prep.rows[end - 1][1]
+        rows = [(a - first, b - first) for a, b in prep.rows[start:end]]
+        flat = prep.flat[first:last] if prep.flat is not None else None
+        parts.append(Prepared(prep.verdicts, prep.decoded[start:end], prep.plans[start:end], rows,
+                              prep.batch[first:last], [], flat))
+        start = end
+    return parts
+
+
 class Detector:
     """Load a model directory once; score and explain batches of images.
 
@@ -316,6 +129,7 @@ class Detector:
         threads: int | None = None,
     ) -> None:
         settings = get_settings()
+        tune_malloc()  # activation buffers reused instead of re-mapped every pass (aidetect.runtime)
         threads = settings.torch_threads if threads is None else threads
         if threads > 0:
             # Process-wide. One thread per process is much faster when the CPU is shared
@@ -339,6 +153,17 @@ class Detector:
         self.input_size = int(card.input_size)
         self.preset = EvalPreset(self.input_size, Normalisation(tuple(card.mean), tuple(card.std)))  # type: ignore[arg-type]
         self.layer = model.cam_layer
+        # out-of-distribution score on the pooled features, captured in the same forward
+        self.ood = load_ood(self.model_dir, card.ood)
+        self.ood_layers = list(model.ood_layers) if self.ood is not None else []
+        # images smaller than the model's domain go to the model of small images, if it names one
+        self.min_side = int(card.domain.get("min_side", 0))
+        self.max_side = int(card.domain.get("max_side", 0))
+        self.small: Detector | None = None
+        if card.small_images:
+            small_dir = small_model_dir(self.model_dir, str(card.small_images["model"]))
+            self.small = Detector(small_dir, self.device, cam_method, tile_min_side=tile_min_side,
+                                  max_tiles=max_tiles, threads=0)
         self._lock = threading.Lock()
 
     # -- public API ----------------------------------------------------------------------
@@ -386,8 +211,9 @@ class Detector:
         for bad items) and the normalised batch of views. ``classify`` = this + the pass.
         Decoded images are not kept (a batch of large photos would hold gigabytes); with
         ``keep_overlay_base`` a copy already shrunk to the overlay's size is."""
-        verdicts = [Verdict(source=_source_name(it, i), model_version=self.version) for i, it in enumerate(items)]
-        decoded: list[_Decoded] = []
+        verdicts = [Verdict(source=source_name(it, i), model_version=self.version) for i, it in enumerate(items)]
+        routed: list[tuple[int, Image.Image]] = []
+        decoded: list[Decoded] = []
         views: list[torch.Tensor] = []
         plans: list[ViewPlan] = []
         rows: list[tuple[int, int]] = []
@@ -396,13 +222,17 @@ class Detector:
             v = verdicts[i]
             t0 = time.perf_counter()
             try:
-                img, sha, fmt = _decode(item, v.source)
+                img, sha, fmt = decode_item(item, v.source)
             except ImageLoadError as exc:
                 v.error = str(exc)
                 v.timings["decode"] = time.perf_counter() - t0
                 continue
             t1 = time.perf_counter()
             v.sha256, v.format, (v.width, v.height) = sha, fmt, img.size
+            v.timings["decode"] = t1 - t0
+            if self.small is not None and min(img.size) < self.min_side:
+                routed.append((i, img))
+                continue
             plan = plan_views(img.width, img.height, s, self.tile_min_side, self.max_tiles)
             start = len(views)
             if plan.tiles:
@@ -413,25 +243,35 @@ class Detector:
             rows.append((start, len(views)))
             plans.append(plan)
             base = self._overlay_base(img) if keep_overlay_base else None
-            decoded.append(_Decoded(i, img.width, img.height, base, sha, fmt))
+            decoded.append(Decoded(i, img.width, img.height, base, sha, fmt))
             del img
             v.tiles = len(views) - start
-            v.timings["decode"] = t1 - t0
             v.timings["preprocess"] = time.perf_counter() - t1
-        batch = None
+        batch, flat = None, None
         if views:
             t0 = time.perf_counter()
-            batch = self.preset.normalise(torch.stack(views)).to(self.device, memory_format=self.memory_format)
+            stacked = torch.stack(views)
+            flat = flat_share(stacked) if self.ood is not None else None
+            batch = self.preset.normalise(stacked).to(self.device, memory_format=self.memory_format)
             share = (time.perf_counter() - t0) / len(decoded)
             for d in decoded:
                 verdicts[d.index].timings["preprocess"] += share
-        return Prepared(verdicts, decoded, plans, rows, batch)
+        return Prepared(verdicts, decoded, plans, rows, batch, routed, flat)
 
     def _classify(self, items: list[Item], explain: bool, target: Target, heatmap_dir: str | Path | None) -> list[Verdict]:
         prep = self.prepare(items, keep_overlay_base=heatmap_dir is not None)
+        if prep.routed:
+            self._classify_small(prep, explain, target, heatmap_dir)
+        if prep.batch is None:
+            return prep.verdicts
+        for part in split_passes(prep, MAX_VIEWS_PER_PASS):
+            self._score(part, explain, target, heatmap_dir)
+        return prep.verdicts
+
+    def _score(self, prep: Prepared, explain: bool, target: Target, heatmap_dir: str | Path | None) -> None:
+        """One forward (+ one backward with ``explain``) over the views of ``prep``: fills its verdicts."""
         verdicts, decoded, plans, rows, batch = prep.verdicts, prep.decoded, prep.plans, prep.rows, prep.batch
-        if batch is None:
-            return verdicts
+        assert batch is not None
         t0 = time.perf_counter()
         n_img = len(decoded)
         owner = np.concatenate([np.full(b - a, k) for k, (a, b) in enumerate(rows)])
@@ -451,13 +291,20 @@ class Detector:
             return cls[owner]
 
         cams: np.ndarray | None = None
-        if explain:
-            res = batched_cam(self.model, self.layer, batch, choose, self.cam_method)
-            cams = res.cams
-            probs = state["probs"]
-        else:
-            with torch.inference_mode():
-                probs = self._probs(image_logits(self.model(batch)))
+        with FeatureTap(self.ood_layers) as tap:  # early-block statistics, from the same forward
+            if explain:
+                res = batched_cam(self.model, self.layer, batch, choose, self.cam_method)
+                cams = res.cams
+                probs = state["probs"]
+            else:
+                with torch.inference_mode():
+                    probs = self._probs(image_logits(self.model(batch)))
+            ood_scores = ood_outside = None
+            if self.ood is not None and prep.flat is not None:
+                # an image's statistics and flat share: the mean over its views, checked once per image
+                ood_scores = self.ood.score(image_logits(tap.features().to(batch.device)))
+                flat = image_logits(prep.flat[:, None].to(batch.device)).flatten().cpu().numpy()
+                ood_outside = self.ood.outside(ood_scores, flat)
         model_s = (time.perf_counter() - t0) / n_img
 
         out_dir = Path(heatmap_dir) if heatmap_dir is not None else None
@@ -466,7 +313,13 @@ class Detector:
             t1 = time.perf_counter()
             p = float(probs[k])
             v.prob_ai = p
-            v.label, v.uncertain = self.card.verdict(p)
+            v.scored_by = self.version
+            v.label, in_band = self.card.verdict(p)
+            outside = self._outside_domain(d.width, d.height)
+            if ood_scores is not None and ood_outside is not None:
+                v.ood_score = round(float(ood_scores[k]), 4)
+                outside = outside or bool(ood_outside[k])
+            v.uncertain, v.uncertain_reason = uncertainty(in_band, outside)
             v.timings["model"] = model_s
             if cams is not None:
                 a, b = rows[k]
@@ -485,7 +338,27 @@ class Detector:
                         log.warning("%s: %s", v.source, v.heatmap_error)
                     v.timings["write"] = time.perf_counter() - t2
             v.timings["total"] = sum(v.timings.values())
-        return verdicts
+
+    def _outside_domain(self, width: int, height: int) -> bool:
+        """Images whose size the model was never trained on (card ``domain``)."""
+        return min(width, height) < self.min_side or bool(self.max_side and max(width, height) > self.max_side)
+
+    def _classify_small(self, prep: Prepared, explain: bool, target: Target, heatmap_dir: str | Path | None) -> None:
+        """Score the images routed to the small-image model; their verdicts name that model."""
+        assert self.small is not None
+        small = self.small._classify([img for _, img in prep.routed], explain, target, None)
+        out_dir = Path(heatmap_dir) if heatmap_dir is not None else None
+        for (i, img), sv in zip(prep.routed, small, strict=True):
+            v = prep.verdicts[i]
+            sv.source, sv.sha256, sv.format = v.source, v.sha256, v.format
+            sv.model_version, sv.scored_by = self.version, self.small.version
+            sv.timings = {**v.timings, **{k: t for k, t in sv.timings.items() if k != "decode"}}
+            if out_dir is not None and sv.cam is not None:
+                try:
+                    self.small._write(sv, out_dir, img)
+                except OSError as exc:
+                    sv.heatmap_error = f"{out_dir}: heatmap not written ({exc.strerror or exc})"
+            prep.verdicts[i] = sv
 
     def _probs(self, logits: torch.Tensor) -> np.ndarray:
         t = float(self.card.temperature or 1.0)
@@ -513,7 +386,7 @@ class Detector:
             elif isinstance(image, Image.Image):
                 img = _to_rgb(image)
             else:
-                img = _decode(image, verdict.source)[0]
+                img = decode_item(image, verdict.source)[0]
             write_png(
                 ov_path,
                 render_overlay(img, verdict.cam, self.settings.overlay_max_side, self.settings.overlay_alpha),
