@@ -1,4 +1,4 @@
-"""Inference throughput: images/s for
+"""Inference throughput: images/s, beside this machine's yardstick (ResNet-18 forward), for
 
   (a) decode + preprocess only            (Detector.prepare)
   (b) (a) + forward                        (Detector.classify(explain=False))
@@ -61,6 +61,41 @@ def cifake_files(n: int, tmp: Path) -> tuple[list[Path], str]:
         return out, "CIFAKE test parquet"
     mini = sorted((REPO / "tests" / "data" / "cifake_mini").rglob("*.*"))
     return (mini * (n // max(1, len(mini)) + 1))[:n], "tests/data/cifake_mini"
+
+
+def yardstick(device: str | None, repeat: int, batch: int = 32, steps: int = 4) -> float:
+    """This machine's yardstick: torchvision ResNet-18, random weights, forward only at 224 px,
+    batch 32, fp32, channels_last, all the threads torch was given: images/s."""
+    from torchvision.models import resnet18
+
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    net = resnet18(weights=None).eval().to(dev, memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, 224, 224, device=dev).contiguous(memory_format=torch.channels_last)
+    best = float("inf")
+    with torch.inference_mode():
+        net(x)  # warm-up
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                net(x)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t0)
+    return batch * steps / best
+
+
+def large_photos(n: int, tmp: Path, size: tuple[int, int] = (4032, 3024)) -> list[Path]:
+    """``n`` 12 MP JPEGs (q 90) made from coco_sd photos upscaled to 4032 x 3024 (the size of a
+    phone photo; the content only has to be photo-like for timing)."""
+    from PIL import Image
+
+    out = []
+    for i, src in enumerate(coco_files(n)):
+        p = tmp / f"photo12mp_{i:03d}.jpg"
+        with Image.open(src) as im:
+            im.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(p, quality=90)
+        out.append(p)
+    return out
 
 
 def run_stage(det: Detector, files: list[Path], bs: int, stage: str, tmp: Path) -> tuple[float, float]:
@@ -149,6 +184,8 @@ def main() -> None:
           f"threads {args.threads or torch.get_num_threads()}")
     det = Detector(args.model, device=args.device, threads=args.threads)
     args.tmp.mkdir(parents=True, exist_ok=True)
+    yard = yardstick(args.device, max(1, args.repeat))
+    print(f"\nyardstick: torchvision ResNet-18 forward, 224 px, batch 32, random weights: {yard:.1f} img/s")
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp_s:
         tmp = Path(tmp_s)
         coco = coco_files(args.n)
@@ -156,6 +193,15 @@ def main() -> None:
             bench(det, "coco_sd 512 px JPEG (tiled)", coco, batch_sizes, tmp, args.repeat)
         else:
             print(f"\n(no {SHARED / 'coco_sd'}: 512 px part skipped)")
+        if coco:
+            w = min(run_stage(det, coco, 32, "c", tmp)[0] for _ in range(max(1, args.repeat)))
+            print(f"\n512 px JPEG, predict --heatmap path (decode to overlay file), batch 32: {len(coco) / w:.2f} img/s "
+                  f"= {len(coco) / w / yard:.3f} x the yardstick (goal >= 0.5)")
+            big = large_photos(min(8, args.n), tmp)
+            run_stage(det, big[:1], 8, "c", tmp)
+            w = min(run_stage(det, big, 8, "c", tmp)[0] for _ in range(max(1, args.repeat)))
+            print(f"12 MP JPEG (4032 x 3024, {det.classify(big[:1], explain=False)[0].tiles} tiles), same path, "
+                  f"batch 8: {len(big) / w:.2f} img/s = {len(big) / w / yard:.3f} x the yardstick")
         cif, where = cifake_files(max(args.n, 256), tmp)
         bench(det, f"CIFAKE 32 px ({where})", cif, batch_sizes, tmp, args.repeat)
         if coco and not args.no_tiling_table:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the shipped default model (and the seed baseline) from ../shared/data/cifake.
-# Usage: scripts/train_default.sh [default|default36|dct|dct24|dct32|v2|seed] [OUT]
+# Usage: scripts/train_default.sh [default|default36|dct|dct24|dct32|v2|npr-native|seed] [OUT]
 # The CIFAKE parquet set has train/validation/test splits: train on train (40k), select the
 # epoch and calibrate on validation (5k), report test (5k) in the card.
 #
@@ -73,10 +73,24 @@ case "$which" in
       --jpeg-p 0.6 --jpeg-quality 30-100 --jpeg-chroma --webp-p 0.15 --noise-p 0.15 --blur-p 0.1 \
       --downscale-p 0.5 --downscale-min 0.25 --grayscale-p 0.02 \
       --seed "${SEED:-0}" --threads "${THREADS:-2}" ${COMPILE:+--compile} ;;
+  npr-native)
+    # Not shipped (docs/detector.md): the v2 recipe with the from-scratch NPR network instead of the
+    # pretrained backbone (same data, splits, augmentation, epochs and crop sizes; lr 3e-3 from scratch).
+    out=${2:-build/models/npr-native}
+    shared=${AIDETECT_SHARED_DATA:-../shared/data}
+    exec .venv/bin/aidetect train --data "forrealscan=$shared/forrealscan" --data "camera=$shared/camera" \
+      --data "coco_sd=$shared/coco_sd" --group-split 70,15,15 --balance --out "$out" \
+      --arch npr_resnet --arch-kw 'widths=[32,64,128,256]' --arch-kw 'blocks=[1,1,1,1]' \
+      --arch-kw 'strides=[2,2,2,2]' --input-size 224 \
+      --small-crop 160 --small-crop-epochs "${SMALL_EPOCHS:-18}" --epochs "${EPOCHS:-24}" --patience 99 \
+      --batch-size 32 --lr "${LR:-3e-3}" --weight-decay 0.05 --ema 0.995 \
+      --jpeg-p 0.6 --jpeg-quality 30-100 --jpeg-chroma --webp-p 0.15 --noise-p 0.15 --blur-p 0.1 \
+      --downscale-p 0.5 --downscale-min 0.25 --grayscale-p 0.02 \
+      --seed "${SEED:-0}" --threads "${THREADS:-2}" ${COMPILE:+--compile} ;;
   seed)
     out=${2:-build/models/seed}
     exec .venv/bin/aidetect train --data "cifake=$data" --out "$out" --arch seed \
       --jpeg-p 0.2 --blur-p 0.05 --grayscale-p 0.02 \
       --epochs 14 --batch-size 128 --lr 1e-3 --patience 4 --seed 0 --threads "${THREADS:-2}" ;;
-  *) echo "usage: $0 [default|default36|dct|dct24|dct32|v2|seed] [OUT]" >&2; exit 2 ;;
+  *) echo "usage: $0 [default|default36|dct|dct24|dct32|v2|npr-native|seed] [OUT]" >&2; exit 2 ;;
 esac

@@ -50,11 +50,11 @@ def word(label: str | None, prob_ai: float | None, uncertain: bool | None,
 
 
 def short_label(label: str | None, prob_ai: float | None, uncertain: bool | None) -> str:
-    """The table cell: ``ai`` / ``real`` for a firm verdict, ``undecided (ai)`` / ``undecided (real)``
-    for one that only leans."""
+    """The table cell: ``ai`` / ``real`` for a firm verdict, ``ai?`` / ``real?`` for one that is
+    undecided and only leans that way."""
     w = word(label, prob_ai, uncertain)
     if w is None:
         return label or "–"
     if w.decided:
         return label or "–"
-    return f"undecided ({'ai' if (prob_ai or 0) >= 0.5 else 'real'})"
+    return f"{'ai' if (prob_ai or 0) >= 0.5 else 'real'}?"

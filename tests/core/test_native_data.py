@@ -18,6 +18,14 @@ from aidetect.trainer.memory import BatchAugment, MemoryImages
 from aidetect.trainer.sources import group_keys, load_sources, parse_group_split, train_val_split
 
 
+def _write_manifest(root: Path, rows: list[dict[str, str]]) -> Path:
+    with (root / "MANIFEST.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["path", "label", "source_path", "note"])
+        w.writeheader()
+        w.writerows(rows)
+    return root
+
+
 def _crops_folder(mini_dir: Path, root: Path, per_source: int = 2) -> Path:
     """ai/ and real/ with ``per_source`` crops (copies) of each of 40 source pictures per class,
     and a MANIFEST.csv naming each crop's source picture."""
@@ -29,11 +37,7 @@ def _crops_folder(mini_dir: Path, root: Path, per_source: int = 2) -> Path:
                 name = f"{cls}/{f.stem}_crop{j}.jpg"
                 shutil.copy(f, root / name)
                 rows.append({"path": name, "label": cls, "source_path": f"{cls}_source_{k}.jpg", "note": ""})
-    with (root / "MANIFEST.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["path", "label", "source_path", "note"])
-        w.writeheader()
-        w.writerows(rows)
-    return root
+    return _write_manifest(root, rows)
 
 
 def _camera_folder(mini_dir: Path, root: Path) -> Path:
@@ -45,11 +49,7 @@ def _camera_folder(mini_dir: Path, root: Path) -> Path:
         shutil.copy(f, root / name)
         rows.append({"path": name, "label": "real", "source_path": f"Make/Model{k % 8}/{f.name}",
                      "note": f"camera=Make|Model{k % 8}"})
-    with (root / "MANIFEST.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["path", "label", "source_path", "note"])
-        w.writeheader()
-        w.writerows(rows)
-    return root
+    return _write_manifest(root, rows)
 
 
 def test_group_split_keeps_crops_of_one_picture_together(mini_dir: Path, tmp_path: Path) -> None:

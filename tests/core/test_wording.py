@@ -34,7 +34,7 @@ def test_the_reported_case_reads_undecided_leaning_ai() -> None:
     # even a (mis)stored verdict that is not flagged uncertain is not said as real
     w = word("real", 0.615, False)
     assert w is not None and w.headline == "UNDECIDED"
-    assert short_label("real", 0.615, False) == "undecided (ai)"
+    assert short_label("real", 0.615, False) == "ai?"
     assert short_label("real", 0.1, False) == "real"
     assert word(None, None, None) is None
 

@@ -62,7 +62,7 @@ def test_upload_browse_filter_select_export(dashboard, mini_dir: Path, tmp_path:
     )
     rows = _tree_rows(app)
     assert sorted(r["name"] for r in rows) == sorted(f.name for f in files)
-    assert {r["label"] for r in rows} <= {"ai", "real", "undecided (ai)", "undecided (real)"}
+    assert {r["label"] for r in rows} <= {"ai", "real", "ai?", "real?"}
     assert all(r["status"] == "done" for r in rows)
     assert all(r["confidence"].endswith("%") for r in rows)
     assert app.total == 3

@@ -54,8 +54,8 @@ def test_upload_goes_to_live_worker(
             assert {app.tree.item(k, "values")[1] for k in app.tree.get_children()} <= {
                 "ai",
                 "real",
-                "undecided (ai)",
-                "undecided (real)",
+                "ai?",  # undecided, leans AI
+                "real?",
             }
             pump(
                 app,

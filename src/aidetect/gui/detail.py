@@ -246,6 +246,8 @@ class DetailPanel(tb.Frame):
         bits = []
         if row.model_version:
             bits.append(f"model {row.model_version}")
+            if row.scored_by and row.scored_by != row.model_version:
+                bits.append(f"scored by {row.scored_by} (small image)")
         if row.time is not None:
             bits.append(row.time.strftime("%Y-%m-%d %H:%M:%S"))
         if row.width and row.height:

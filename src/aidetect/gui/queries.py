@@ -107,6 +107,7 @@ class Row:
     width: int | None
     height: int | None
     uncertain_reason: str | None = None  # "outside training data" | "low confidence"
+    scored_by: str | None = None  # the model that scored it when not model_version (small images)
 
     @property
     def name(self) -> str:
@@ -212,6 +213,7 @@ def _arms() -> tuple[Select[Any], Select[Any]]:
             Prediction.uncertain.label("uncertain"),
             Prediction.uncertain_reason.label("uncertain_reason"),
             Prediction.model_version.label("model_version"),
+            Prediction.scored_by.label("scored_by"),
             Prediction.created.label("time"),
             _null(Text).label("error"),
             Prediction.heatmap_path.label("heatmap_path"),
@@ -234,6 +236,7 @@ def _arms() -> tuple[Select[Any], Select[Any]]:
         _null(Boolean).label("uncertain"),
         _null(String).label("uncertain_reason"),
         _null(String).label("model_version"),
+        _null(String).label("scored_by"),
         Image.updated.label("time"),
         Image.error.label("error"),
         _null(Text).label("heatmap_path"),
@@ -370,6 +373,7 @@ def _row(m: Any) -> Row:
         width=m["width"],
         height=m["height"],
         uncertain_reason=m["uncertain_reason"],
+        scored_by=m["scored_by"],
     )
 
 

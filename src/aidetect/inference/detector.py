@@ -57,14 +57,14 @@ Target = Literal["predicted", "other"]
 @dataclass
 class Prepared:
     """Output of :meth:`Detector.prepare`: one verdict per item, what was decoded, their
-    view plans, each image's row range in ``batch`` (normalised views; None if no image
+    view plans, each image's row range in ``batch`` (uint8 views; None if no image
     could be decoded)."""
 
     verdicts: list[Verdict]
     decoded: list[Decoded]
     plans: list[ViewPlan]
     rows: list[tuple[int, int]]
-    batch: torch.Tensor | None
+    batch: torch.Tensor | None  # uint8 views (N, 3, S, S); normalised per pass
     routed: list[tuple[int, Image.Image]] = field(default_factory=list)  # (item, image) for the small-image model
     flat: torch.Tensor | None = None  # per view: share of flat pixels (models with an OOD check)
 
@@ -250,9 +250,9 @@ class Detector:
         batch, flat = None, None
         if views:
             t0 = time.perf_counter()
-            stacked = torch.stack(views)
-            flat = flat_share(stacked) if self.ood is not None else None
-            batch = self.preset.normalise(stacked).to(self.device, memory_format=self.memory_format)
+            # kept as uint8 (a quarter of the float size); each pass normalises its own views
+            batch = torch.stack(views)
+            flat = flat_share(batch) if self.ood is not None else None
             share = (time.perf_counter() - t0) / len(decoded)
             for d in decoded:
                 verdicts[d.index].timings["preprocess"] += share
@@ -273,6 +273,7 @@ class Detector:
         verdicts, decoded, plans, rows, batch = prep.verdicts, prep.decoded, prep.plans, prep.rows, prep.batch
         assert batch is not None
         t0 = time.perf_counter()
+        batch = self.preset.normalise(batch).to(self.device, memory_format=self.memory_format)
         n_img = len(decoded)
         owner = np.concatenate([np.full(b - a, k) for k, (a, b) in enumerate(rows)])
         state: dict[str, np.ndarray] = {}

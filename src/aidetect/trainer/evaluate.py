@@ -22,15 +22,21 @@ from aidetect.trainer.metrics import classification_metrics, short
 from aidetect.trainer.sources import Selection, eval_selection, load_sources, parse_label_map
 
 
-def _jpeg(q: int) -> Callable[[Image.Image], Image.Image]:
-    def f(img: Image.Image) -> Image.Image:
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=q)
-        buf.seek(0)
-        with Image.open(buf) as out:
-            return out.convert("RGB")
+def _encoded(img: Image.Image, fmt: str, **options: int) -> Image.Image:
+    """``img`` saved as ``fmt`` with Pillow's ``options`` and decoded again."""
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **options)
+    buf.seek(0)
+    with Image.open(buf) as out:
+        return out.convert("RGB")
 
-    return f
+
+def _jpeg(q: int) -> Callable[[Image.Image], Image.Image]:
+    return lambda img: _encoded(img, "JPEG", quality=q)
+
+
+def _webp(q: int) -> Callable[[Image.Image], Image.Image]:
+    return lambda img: _encoded(img, "WEBP", quality=q)
 
 
 def _downscale(img: Image.Image) -> Image.Image:
@@ -45,27 +51,12 @@ def _gray(img: Image.Image) -> Image.Image:
     return img.convert("L").convert("RGB")
 
 
-def _webp(q: int) -> Callable[[Image.Image], Image.Image]:
-    def f(img: Image.Image) -> Image.Image:
-        buf = io.BytesIO()
-        img.save(buf, format="WEBP", quality=q)
-        buf.seek(0)
-        with Image.open(buf) as out:
-            return out.convert("RGB")
-
-    return f
-
-
 def _social(img: Image.Image) -> Image.Image:
     """What a social network does to an upload: long side to at most 1080 px (0.75x for smaller
     images), then JPEG quality 80 with 4:2:0 chroma."""
     scale = min(0.75, 1080 / max(img.size))
     small = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    small.save(buf, format="JPEG", quality=80, subsampling=2)
-    buf.seek(0)
-    with Image.open(buf) as out:
-        return out.convert("RGB")
+    return _encoded(small, "JPEG", quality=80, subsampling=2)
 
 
 # The original project's stated weak spots, applied to the same images.

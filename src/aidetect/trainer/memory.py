@@ -5,8 +5,9 @@ pipelines every epoch. Images are decoded once (the same ``load_image`` as infer
 each epoch then works on uint8 tensors: random crops (reflect padding at the model's size,
 native-resolution crops of larger images, never a resize that would erase generator
 traces), horizontal flips, Gaussian blur and JPEG recompression on random subsets, optional
-grayscale — the one definition of the training augmentations (:class:`BatchAugment`), applied per sample
-but batched.
+grayscale; for native-resolution training also crops taken as if the image were downscaled
+first, Gaussian noise, JPEG at a random chroma subsampling and WebP (Pillow) — the one
+definition of the training augmentations (:class:`BatchAugment`), applied per sample but batched.
 """
 
 from __future__ import annotations
