@@ -18,7 +18,8 @@ import torch
 
 from aidetect.model import Normalisation, load_model_dir
 from aidetect.model.ood import save_ood
-from aidetect.trainer.memory import BatchAugment, decode_selection
+from aidetect.trainer.loop import TrainConfig, build_augment
+from aidetect.trainer.memory import decode_selection
 from aidetect.trainer.ood import fit_ood
 from aidetect.trainer.sources import load_sources, parse_label_map, train_val_split
 
@@ -34,10 +35,8 @@ def refit(model_dir: Path, threads: int) -> dict:
         raise SystemExit(f"error: the data's split {record['split_hash']} is not the card's {card.data['split_hash']}")
     size = int(card.input_size)
     train_mem, val_mem = decode_selection(train, size, True, "decode train"), decode_selection(val, size, True, "decode val")
-    aug = BatchAugment(size, Normalisation(tuple(card.mean), tuple(card.std)), cfg["blur_p"], cfg["jpeg_p"],  # type: ignore[arg-type]
-                       tuple(cfg["jpeg_quality"]), cfg["grayscale_p"], cfg["seed"], cfg["crop_grid"], cfg["grid_pad"],
-                       cfg.get("downscale_p", 0.0), cfg.get("downscale_min", 0.25), cfg.get("jpeg_chroma", False),
-                       cfg.get("webp_p", 0.0), cfg.get("noise_p", 0.0))
+    known = {k: v for k, v in cfg.items() if k in TrainConfig.__dataclass_fields__}
+    aug = build_augment(TrainConfig(out=model_dir, **known), Normalisation(tuple(card.mean), tuple(card.std)))  # type: ignore[arg-type]
     stats, ood = fit_ood(model, train_mem, val_mem, aug, cfg["seed"])
     save_ood(stats, model_dir)
     card.ood = ood

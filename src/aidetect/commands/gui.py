@@ -23,16 +23,11 @@ from aidetect.errors import AidetectError
 def gui(paths: tuple[Path, ...], theme: str, page_size: int) -> None:
     """Open the desktop dashboard: upload images (files or folders given here are uploaded at
     start), see verdicts with Grad-CAM heatmaps, browse, filter and export stored results."""
-    import tkinter as tk
-
     if os.name != "nt" and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         raise AidetectError("no display: set DISPLAY (or run under xvfb-run) to open the dashboard")
     from aidetect.gui import open_dashboard
 
-    try:
-        app = open_dashboard(theme=theme, page_size=page_size)
-    except tk.TclError as exc:
-        raise AidetectError(f"cannot open the dashboard window: {exc}") from exc
+    app = open_dashboard(theme=theme, page_size=page_size)
     if paths:
         app.root.after(300, lambda: app.upload_paths(list(paths)))
     app.run()

@@ -10,10 +10,17 @@ if TYPE_CHECKING:
 
 
 def open_dashboard(**kwargs: Any) -> Dashboard:
-    """Build the dashboard window (``.run()`` starts its main loop)."""
+    """Build the dashboard window (``.run()`` starts its main loop). A window Tk cannot open
+    raises :class:`AidetectError` with Tk's one-line reason."""
+    import tkinter as tk
+
+    from aidetect.errors import AidetectError
     from aidetect.gui.app import Dashboard
 
-    return Dashboard(**kwargs)
+    try:
+        return Dashboard(**kwargs)
+    except tk.TclError as exc:
+        raise AidetectError(f"cannot open the dashboard window: {exc}") from exc
 
 
 __all__ = ["open_dashboard"]

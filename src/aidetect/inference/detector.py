@@ -43,6 +43,7 @@ from aidetect.inference.decoding import Decoded, Item, decode_item, source_name
 from aidetect.inference.verdict import Verdict
 from aidetect.inference.views import ViewPlan, plan_views, stitch
 from aidetect.model import AI_INDEX, CLASSES, EvalPreset, ModelCard, load_model_dir
+from aidetect.model.card import CARD_FILE
 from aidetect.model.ood import FeatureTap, flat_share, load_ood
 from aidetect.model.preprocess import Normalisation, _to_rgb
 from aidetect.runtime import tune_malloc
@@ -77,10 +78,10 @@ def small_model_dir(model_dir: Path, name: str) -> Path:
     else a model shipped with aidetect by that name (so that a copy of the shipped default
     elsewhere still finds it)."""
     here = (model_dir / name).resolve()
-    if (here / "card.json").is_file():
+    if (here / CARD_FILE).is_file():
         return here
     shipped = SHIPPED_MODELS / Path(name).name
-    if (shipped / "card.json").is_file():
+    if (shipped / CARD_FILE).is_file():
         return shipped
     raise ModelLoadError(f"{model_dir}: its model for small images ({name}) is not there, nor shipped with aidetect")
 
@@ -278,14 +279,16 @@ class Detector:
         owner = np.concatenate([np.full(b - a, k) for k, (a, b) in enumerate(rows)])
         state: dict[str, np.ndarray] = {}
 
-        def image_logits(logits: torch.Tensor) -> torch.Tensor:
+        def per_image_mean(rows_of_views: torch.Tensor) -> torch.Tensor:
+            """(views, k) -> (images, k): the mean over each image's views (logits, statistics)."""
+            logits = rows_of_views
             out = torch.zeros((n_img, logits.shape[1]), dtype=logits.dtype, device=logits.device)
             out.index_add_(0, torch.as_tensor(owner, device=logits.device), logits)
             counts = torch.as_tensor([b - a for a, b in rows], dtype=logits.dtype, device=logits.device)
             return out / counts[:, None]
 
         def choose(logits: torch.Tensor) -> np.ndarray:
-            probs = self._probs(image_logits(logits))
+            probs = self._probs(per_image_mean(logits))
             state["probs"] = probs
             pred = np.array([AI_INDEX if self.card.verdict(float(p))[0] == "ai" else 1 - AI_INDEX for p in probs])
             cls = pred if target == "predicted" else 1 - pred
@@ -299,12 +302,12 @@ class Detector:
                 probs = state["probs"]
             else:
                 with torch.inference_mode():
-                    probs = self._probs(image_logits(self.model(batch)))
+                    probs = self._probs(per_image_mean(self.model(batch)))
             ood_scores = ood_outside = None
             if self.ood is not None and prep.flat is not None:
                 # an image's statistics and flat share: the mean over its views, checked once per image
-                ood_scores = self.ood.score(image_logits(tap.features().to(batch.device)))
-                flat = image_logits(prep.flat[:, None].to(batch.device)).flatten().cpu().numpy()
+                ood_scores = self.ood.score(per_image_mean(tap.features().to(batch.device)))
+                flat = per_image_mean(prep.flat[:, None].to(batch.device)).flatten().cpu().numpy()
                 ood_outside = self.ood.outside(ood_scores, flat)
         model_s = (time.perf_counter() - t0) / n_img
 

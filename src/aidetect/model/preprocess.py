@@ -80,6 +80,16 @@ def load_image(source: ImageSource, name: str | None = None) -> Image.Image:
         raise ImageLoadError(f"{label}: corrupted or truncated image ({exc})") from exc
 
 
+def reencode(img: Image.Image, fmt: str, **options: int) -> Image.Image:
+    """``img`` saved as ``fmt`` (JPEG, WEBP, ...) with Pillow's ``options`` and decoded again:
+    what a re-upload does to a picture (training augmentation and evaluation rows)."""
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **options)
+    buf.seek(0)
+    with Image.open(buf) as out:
+        return out.convert("RGB")
+
+
 @dataclass(frozen=True)
 class Normalisation:
     mean: tuple[float, float, float] = IMAGENET_MEAN

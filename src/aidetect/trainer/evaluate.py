@@ -4,7 +4,6 @@ PNG plots."""
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -17,26 +16,17 @@ from PIL import Image, ImageFilter
 
 from aidetect.errors import AidetectError, ImageLoadError
 from aidetect.jsonutil import clean_json
-from aidetect.model.preprocess import load_image
+from aidetect.model.preprocess import load_image, reencode
 from aidetect.trainer.metrics import classification_metrics, short
 from aidetect.trainer.sources import Selection, eval_selection, load_sources, parse_label_map
 
 
-def _encoded(img: Image.Image, fmt: str, **options: int) -> Image.Image:
-    """``img`` saved as ``fmt`` with Pillow's ``options`` and decoded again."""
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **options)
-    buf.seek(0)
-    with Image.open(buf) as out:
-        return out.convert("RGB")
-
-
 def _jpeg(q: int) -> Callable[[Image.Image], Image.Image]:
-    return lambda img: _encoded(img, "JPEG", quality=q)
+    return lambda img: reencode(img, "JPEG", quality=q)
 
 
 def _webp(q: int) -> Callable[[Image.Image], Image.Image]:
-    return lambda img: _encoded(img, "WEBP", quality=q)
+    return lambda img: reencode(img, "WEBP", quality=q)
 
 
 def _downscale(img: Image.Image) -> Image.Image:
@@ -56,7 +46,7 @@ def _social(img: Image.Image) -> Image.Image:
     images), then JPEG quality 80 with 4:2:0 chroma."""
     scale = min(0.75, 1080 / max(img.size))
     small = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.LANCZOS)
-    return _encoded(small, "JPEG", quality=80, subsampling=2)
+    return reencode(small, "JPEG", quality=80, subsampling=2)
 
 
 # The original project's stated weak spots, applied to the same images.

@@ -338,10 +338,7 @@ class Trainer:
             )
         if not 0.0 < cfg.downscale_min <= 1.0:
             raise AidetectError(f"--downscale-min {cfg.downscale_min}: must be in (0, 1]")
-        aug = BatchAugment(
-            cfg.input_size, norm, cfg.blur_p, cfg.jpeg_p, tuple(cfg.jpeg_quality), cfg.grayscale_p, cfg.seed,
-            cfg.crop_grid, cfg.grid_pad, cfg.downscale_p, cfg.downscale_min, cfg.jpeg_chroma, cfg.webp_p, cfg.noise_p,
-        )
+        aug = build_augment(cfg, norm)
         self.model = create_model(cfg.arch, **cfg.arch_kwargs).to(self.device, memory_format=torch.channels_last)
         n_params = sum(p.numel() for p in self.model.parameters())
         if cfg.init is not None:
@@ -557,6 +554,15 @@ class Trainer:
             f"uncertain band {band}, best epoch {best['epoch'] + 1}, {self.elapsed:.0f} s training"
         )
         return out
+
+
+def build_augment(cfg: TrainConfig, norm: Normalisation) -> BatchAugment:
+    """The training augmentation a config asks for (also what ``scripts/refit_ood.py`` rebuilds
+    from a card's ``training.config``)."""
+    return BatchAugment(
+        cfg.input_size, norm, cfg.blur_p, cfg.jpeg_p, tuple(cfg.jpeg_quality), cfg.grayscale_p, cfg.seed,  # type: ignore[arg-type]
+        cfg.crop_grid, cfg.grid_pad, cfg.downscale_p, cfg.downscale_min, cfg.jpeg_chroma, cfg.webp_p, cfg.noise_p,
+    )
 
 
 def balanced_weights(labels: torch.Tensor, groups: list[str]) -> torch.Tensor:

@@ -12,7 +12,6 @@ definition of the training augmentations (:class:`BatchAugment`), applied per sa
 
 from __future__ import annotations
 
-import io
 import random
 import warnings
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from torchvision.io import decode_jpeg, encode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
 from aidetect.errors import ImageLoadError
-from aidetect.model.preprocess import Normalisation, load_image
+from aidetect.model.preprocess import Normalisation, load_image, reencode
 from aidetect.trainer.sources import Selection
 
 MAX_STORE_FACTOR = 4  # larger images keep a native-resolution centre crop of 4x the input size
@@ -238,11 +237,8 @@ class BatchAugment:
     def _recode(t: torch.Tensor, fmt: str, **options: int) -> torch.Tensor:
         """Encode a (3, h, w) uint8 image with Pillow (JPEG with a chosen chroma subsampling
         4:4:4 / 4:2:2 / 4:2:0, or WebP) and decode it again."""
-        buf = io.BytesIO()
-        Image.fromarray(t.permute(1, 2, 0).numpy()).save(buf, fmt, **options)
-        buf.seek(0)
-        with Image.open(buf) as img:
-            return torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1)
+        img = reencode(Image.fromarray(t.permute(1, 2, 0).numpy()), fmt, **options)
+        return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         return ((x.float() / 255.0) - self.mean) / self.std

@@ -193,7 +193,7 @@ class Scorer:
                 "uncertain": bool(v.uncertain),
                 "uncertain_reason": v.uncertain_reason,
                 "ood_score": v.ood_score,
-                "scored_by": getattr(v, "scored_by", None),
+                "scored_by": v.scored_by,
                 "heatmap_path": cam_path,
                 "overlay_path": overlay_path,
                 "timings": timings,
