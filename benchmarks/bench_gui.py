@@ -31,12 +31,12 @@ from pathlib import Path
 
 
 def fill(n: int, chunk: int = 20_000) -> float:
-    """Bulk-insert ``n`` images + predictions (2 % failed images without one)."""
+    """Bulk-insert ``n`` files, their images + predictions (2 % failed images without one)."""
     import random
 
     from sqlalchemy import insert
 
-    from aidetect.db import Image, Prediction, init_db
+    from aidetect.store import File, Image, Prediction, init_db
 
     engine = init_db()
     rng = random.Random(0)
@@ -79,13 +79,21 @@ def fill(n: int, chunk: int = 20_000) -> float:
                     }
                 )
             conn.execute(insert(Prediction), preds)
+            conn.execute(
+                insert(File),
+                [
+                    {"path": f"/data/batch_{i // 1000:03d}/img_{i:06d}.jpg", "image_id": i + 1, "size": 50_000,
+                     "first_seen": now, "last_seen": now - timedelta(seconds=n - i)}
+                    for i in ids
+                ],
+            )
     return time.perf_counter() - t0
 
 
 def stream(home: str, start_id: int, seconds: float, per_batch: int, every: float, go) -> None:  # noqa: ANN001
     """Another process writing results like a worker does: a committed batch every ``every`` s."""
     os.environ["AIDETECT_HOME"] = home
-    from aidetect.db import Image, Prediction, session_scope
+    from aidetect.store import File, Image, Prediction, session_scope
 
     go.wait()
     end = time.monotonic() + seconds
@@ -104,6 +112,7 @@ def stream(home: str, start_id: int, seconds: float, per_batch: int, every: floa
                 )
                 s.add(img)
                 s.flush()
+                s.add(File(path=img.path, image_id=img.id, first_seen=now, last_seen=now))
                 s.add(
                     Prediction(
                         image_id=img.id,
@@ -252,26 +261,26 @@ def main() -> int:
 
     t0 = time.perf_counter()
     app = Dashboard(live_ms=1000, status_ms=3000)
-    wait(app, lambda: app.page_loads > 0 and len(app.tree.get_children()) > 0)
+    wait(app, lambda: app.table.page_loads > 0 and len(app.tree.get_children()) > 0)
     first_paint = time.perf_counter() - t0
     print(
-        f"time to first paint: {first_paint * 1000:.0f} ms (+{import_s * 1000:.0f} ms to import the GUI modules; {app.total:,} rows in the store, page of {app.page_size})"
+        f"time to first paint: {first_paint * 1000:.0f} ms (+{import_s * 1000:.0f} ms to import the GUI modules; {app.table.total:,} rows in the store, page of {app.table.page_size})"
     )
 
     def timed(label: str, action) -> float:  # noqa: ANN001
-        n = app.page_loads
+        n = app.table.page_loads
         t = time.perf_counter()
         action()
-        wait(app, lambda: app.page_loads > n and not app._page_inflight)
+        wait(app, lambda: app.table.page_loads > n and not app.table.loading)
         dt = time.perf_counter() - t
         print(
-            f"{label}: {dt * 1000:.0f} ms -> {app.total:,} rows (query {app.query_time.cget('text')})"
+            f"{label}: {dt * 1000:.0f} ms -> {app.table.total:,} rows (query {app.query_time.cget('text')})"
         )
         return dt
 
     def set_filters(**kw) -> None:  # noqa: ANN003
-        app.filters = app.filters.with_(**kw)
-        app.offset = 0
+        app.table.filters = app.table.filters.with_(**kw)
+        app.table.offset = 0
         app.refresh()
 
     results = {
@@ -286,7 +295,7 @@ def main() -> int:
         "status=failed": timed("status=failed", lambda: set_filters(text="", status="failed")),
     }
     set_filters(status=None)
-    wait(app, lambda: not app._page_inflight)
+    wait(app, lambda: not app.table.loading)
     results["last page (unfiltered, by confidence)"] = timed(
         "last page (unfiltered, by confidence)", app.last_page
     )
@@ -298,7 +307,7 @@ def main() -> int:
         f"CSV export of all {app.last_export[1]:,} rows: {results['CSV export of all rows']:.1f} s"
     )
     app.sort_by("time")
-    wait(app, lambda: not app._page_inflight)
+    wait(app, lambda: not app.table.loading)
 
     # -- heartbeat while results stream in ----------------------------------------------------
     gaps: list[float] = []
@@ -318,7 +327,7 @@ def main() -> int:
         if running[0]:
             app.root.after(10, beat)
 
-    total0 = app.total
+    total0 = app.table.total
     if os.environ.get("BENCH_DEBUG"):  # which Tk-thread callbacks take long
         real_drain = app.runner.drain
 
@@ -381,7 +390,7 @@ def main() -> int:
     writer.join(30)
     app.clear_filters()
     app.apply_filters()
-    wait(app, lambda: not app._page_inflight)
+    wait(app, lambda: not app.table.loading)
     # let the live refresh catch the last batch
     end = time.monotonic() + 3
     while time.monotonic() < end:
@@ -397,7 +406,7 @@ def main() -> int:
         f"p99 {p99 * 1000:.0f} ms, median {statistics.median(stalls) * 1000:.1f} ms "
         f"-> goal <= 100 ms: {'MET' if worst <= 0.100 else 'MISSED'}"
     )
-    print(f"rows grew {total0:,} -> {app.total:,} while open (live updates)")
+    print(f"rows grew {total0:,} -> {app.table.total:,} while open (live updates)")
     print(
         f"first paint {first_paint * 1000:.0f} ms; "
         + "; ".join(f"{k} {v * 1000:.0f} ms" for k, v in results.items())

@@ -138,11 +138,11 @@ def scan_once(folder: Path, n: int, broker: str, concurrency: int, batch: int, t
         server = RedisServer(tmp / "redis", persist=False).start()
         url = server.url
     env = pipeline_env(home, url)
-    os.environ["AIDETECT_HOME"] = str(home)  # this process reads the store (workers_alive)
+    os.environ["AIDETECT_HOME"] = str(home)  # this process reads the store (live workers)
     os.environ.pop("AIDETECT_BROKER_URL", None)
     if url:
         os.environ["AIDETECT_BROKER_URL"] = url
-    from aidetect.db.engine import reset_engines
+    from aidetect.store.engine import reset_engines
 
     reset_engines()
     worker = WorkerProcess(env, tmp / f"worker-{broker}.log", concurrency)

@@ -2,7 +2,7 @@
 alone, with horizontal-flip averaging, and with their logits averaged: the figures behind
 docs/detector.md's "not shipped" lines (test-time flips, averaging two seeds).
 
-    .venv/bin/python scripts/compare_logits.py src/aidetect/models/default build/models/hires-s1
+    .venv/bin/python scripts/compare_logits.py src/aidetect/shipped_models/default build/models/hires-s1
 
 Argmax (threshold 0.5 on uncalibrated logits), so below the fitted-threshold accuracies in the
 model cards. Reads ../shared/data/cifake (or $AIDETECT_SHARED_DATA/cifake).

@@ -5,7 +5,7 @@
 # Usage: scripts/evaluate_default.sh [MODEL_DIR] [NAME]      (CIFAKE_LIMIT=N: a stratified sample)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-model=${1:-src/aidetect/models/default}
+model=${1:-src/aidetect/shipped_models/default}
 name=${2:-default}
 data=${AIDETECT_SHARED_DATA:-../shared/data}
 .venv/bin/aidetect evaluate --model "$model" --data "cifake=$data/cifake" --split test \

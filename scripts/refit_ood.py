@@ -18,7 +18,8 @@ import torch
 
 from aidetect.model import Normalisation, load_model_dir
 from aidetect.model.ood import save_ood
-from aidetect.trainer.loop import TrainConfig, build_augment
+from aidetect.trainer.config import TrainConfig
+from aidetect.trainer.loop import build_augment
 from aidetect.trainer.memory import decode_selection
 from aidetect.trainer.ood import fit_ood
 from aidetect.trainer.sources import load_sources, parse_label_map, train_val_split

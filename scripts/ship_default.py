@@ -3,9 +3,9 @@
     .venv/bin/python scripts/ship_default.py build/models/v2 [--small cifake]
 
 Copies ``model.safetensors``, ``card.json`` and ``ood.safetensors`` (when there) into
-``src/aidetect/models/default`` and writes into the card the routing rule of the Detector:
+``src/aidetect/shipped_models/default`` and writes into the card the routing rule of the Detector:
 ``domain.min_side`` = the model's input size (it only ever sees native-resolution crops of that
-size) and ``small_images.model`` = the shipped model (``src/aidetect/models/<name>``) that scores
+size) and ``small_images.model`` = the shipped model (``src/aidetect/shipped_models/<name>``) that scores
 images with a shorter side. The weights, and so the version, are unchanged.
 """
 
@@ -20,7 +20,7 @@ from aidetect.model import ModelCard
 from aidetect.model.card import CARD_FILE, WEIGHTS_FILE
 from aidetect.model.ood import OOD_FILE
 
-MODELS = Path(__file__).resolve().parents[1] / "src" / "aidetect" / "models"
+MODELS = Path(__file__).resolve().parents[1] / "src" / "aidetect" / "shipped_models"
 
 
 def ship(src: Path, small: str | None) -> Path:

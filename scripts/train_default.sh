@@ -20,7 +20,7 @@ case "$which" in
     # The shipped model: the default network with its first stage at full resolution
     # (strides 1, 2, 2, 2), 30 epochs, bf16 autocast where the CPU has it, eager (torch.compile
     # measured slower than eager under bf16 on the AVX512-BF16 machine). 17 min 31 s there.
-    out=${2:-src/aidetect/models/default}
+    out=${2:-src/aidetect/shipped_models/default}
     exec .venv/bin/aidetect train --data "cifake=$data" --out "$out" --arch npr_resnet \
       --arch-kw 'widths=[32,64,128,256]' --arch-kw 'blocks=[1,1,1,1]' --arch-kw 'strides=[1,2,2,2]' \
       --jpeg-p 0.3 --blur-p 0.1 --grayscale-p 0.05 --epochs 30 --batch-size 128 --lr 3e-3 --weight-decay 0.05 \

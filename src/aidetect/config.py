@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-SHIPPED_MODEL_DIR = PACKAGE_DIR / "models" / "default"
+SHIPPED_MODEL_DIR = PACKAGE_DIR / "shipped_models" / "default"
 
 
 def _default_home() -> Path:
@@ -46,13 +46,19 @@ class Settings:
     watch_debounce_s: float = 0.3
     task_batch_size: int = 16
 
-    @property
-    def broker_is_embedded(self) -> bool:
-        return not self.broker_url.startswith(("redis://", "rediss://", "amqp://", "sentinel://"))
-
     def ensure_dirs(self) -> None:
         for d in (self.home, self.inbox, self.heatmap_dir):
             d.mkdir(parents=True, exist_ok=True)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its credentials (``redis://:secret@host:6379/0`` ->
+    ``redis://host:6379/0``): what may be printed, logged or shown in a window."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, tail = rest.partition("/")
+    return f"{scheme}://{netloc.rpartition('@')[2]}{slash}{tail}"
 
 
 _ENV_PREFIX = "AIDETECT_"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import PurePath
 from typing import Any
 
 
@@ -18,3 +19,11 @@ def clean_json(o: Any) -> Any:
     if type(o).__name__.startswith(("int", "uint")) and hasattr(o, "item"):
         return int(o)  # type: ignore[call-overload]
     return o
+
+
+def json_default(o: object) -> object:
+    """``json.dumps(default=...)`` for what :func:`clean_json` leaves: arrays (and numpy
+    scalars) as lists/numbers, anything else (paths) as its string."""
+    if hasattr(o, "tolist") and not isinstance(o, PurePath):
+        return clean_json(o.tolist())  # type: ignore[attr-defined]
+    return str(o)

@@ -65,7 +65,7 @@ def test_off_domain_images_come_out_uncertain(detector: Detector) -> None:
               Image.new("RGB", (640, 480), (200, 30, 30)), Image.new("RGB", (300, 300), (255, 255, 255)),
               text_screenshot(512, random.Random(5)), diagram(512, random.Random(6))]
     for v in detector.classify(images, explain=False):
-        assert v.uncertain and v.uncertain_reason == "outside training data", v.to_dict()
+        assert v.uncertain and v.uncertain_reason == "outside training data", v.as_result()
         assert v.ood_score is not None
 
 

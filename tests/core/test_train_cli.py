@@ -106,11 +106,11 @@ def test_predict_uses_the_trained_model(trained: Path, mini_dir: Path, capsys) -
 def test_evaluate_engines_agree_on_model_size_images(trained: Path, mini_dir: Path) -> None:
     """The evaluation scores 32 px images exactly as the product's Detector does."""
     from aidetect.model import load_image
-    from aidetect.trainer.evaluate import Scorer
+    from aidetect.trainer.evaluate import EvalScorer
 
     images = [load_image(p) for p in sorted((mini_dir / "ai").iterdir())[:16]]
-    det = Scorer(trained, engine="detector")
-    direct = Scorer(trained, engine="direct")
+    det = EvalScorer(trained, engine="detector")
+    direct = EvalScorer(trained, engine="direct")
     assert det.engine == "detector" and direct.engine == "direct"
     np.testing.assert_allclose(det(images), direct(images), atol=1e-5)
 
@@ -162,7 +162,7 @@ def test_train_publish_makes_it_the_active_version(parquet_dir: Path, tmp_path: 
     assert rc == 0
     version = ModelCard.load(out).version
     assert f"active model version {version}" in capsys.readouterr().out
-    from aidetect.db.registry import active_model_dir
+    from aidetect.store.model_versions import active_model_dir
 
     assert active_model_dir().resolve() == out.resolve()
 
@@ -227,10 +227,32 @@ def test_sgd_decays_weights_only() -> None:
     assert opt.defaults["nesterov"] and opt.defaults["momentum"] == 0.9
 
 
+def test_options_are_the_config_fields(tmp_path: Path) -> None:
+    """Every training option of ``aidetect train`` is a TrainConfig field: with no options the
+    command line gives the dataclass's own defaults, and values are parsed into field values."""
+    from dataclasses import fields
+
+    from aidetect.commands.train import train
+    from aidetect.trainer.config import CLI, TrainConfig
+
+    params = train.make_context("train", ["--out", str(tmp_path)]).params
+    cli_only = {"publish", "quiet"}
+    assert set(params) - cli_only == {f.name for f in fields(TrainConfig) if CLI in f.metadata}
+    options = {k: v for k, v in params.items() if k not in cli_only}
+    assert TrainConfig(**options) == TrainConfig(data=[], out=tmp_path)
+    args = ["--out", str(tmp_path), "--data", "a", "--data", "b", "--jpeg-quality", "30-100", "--arch-kw", "widths=[8]",
+            "--group-split", "2,1,1", "--compile", "--max-train", "5"]
+    params = train.make_context("train", args).params
+    cfg = TrainConfig(**{k: v for k, v in params.items() if k not in cli_only})
+    assert (cfg.data, cfg.jpeg_quality, cfg.arch_kwargs) == (["a", "b"], (30, 100), {"widths": [8]})
+    assert (cfg.group_split, cfg.compile, cfg.max_train) == ((0.5, 0.25, 0.25), True, 5)
+
+
 @pytest.mark.parametrize("bad", [["--ema", "1.5"], ["--label-smoothing", "-0.1"], ["--precision", "int4"],
                                  ["--optimizer", "lion"], ["--small-crop", "-8"],
                                  ["--small-crop", "33"], ["--crop-grid", "-1"], ["--grid-pad", "8"],
-                                 ["--crop-grid", "8", "--grid-pad", "4"]])
+                                 ["--crop-grid", "8", "--grid-pad", "4"], ["--jpeg-quality", "0-50"],
+                                 ["--group-split", "1,2"], ["--downscale-min", "0"], ["--arch-kw", "widths=["]])
 def test_bad_training_options_refused_in_one_line(bad: list[str], parquet_dir: Path, tmp_path: Path, capsys) -> None:
     rc = main(["train", "--data", str(parquet_dir), "--out", str(tmp_path / "m"), *bad, *TINY])
     err = capsys.readouterr().err

@@ -79,6 +79,6 @@ def dashboard(aidetect_home: Path) -> Iterator:
 
     app = Dashboard(live_ms=300, status_ms=400)
     app.root.update()
-    pump(app, lambda: app.page_loads > 0, 60, "the first page")
+    pump(app, lambda: app.table.page_loads > 0, 60, "the first page")
     yield app
     app.close()

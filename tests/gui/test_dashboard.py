@@ -23,7 +23,7 @@ def _tree_rows(app) -> list[dict[str, str]]:
 
 
 def _wait_page(app, before: int, what: str) -> None:
-    pump(app, lambda: app.page_loads > before and not app._page_inflight, 30, what)
+    pump(app, lambda: app.table.page_loads > before and not app.table.loading, 30, what)
 
 
 def _pick(mini_dir: Path, tmp_path: Path) -> list[Path]:
@@ -48,15 +48,15 @@ def test_upload_browse_filter_select_export(dashboard, mini_dir: Path, tmp_path:
     files = _pick(mini_dir, tmp_path)
 
     # -- upload 3 images; no worker alive -> scored in this process -----------------------
-    before = app.page_loads
+    before = app.table.page_loads
     app.upload_paths(files)
     pump(app, lambda: app.last_upload is not None or app.last_error is not None, 180, "the upload")
     assert app.last_error is None, app.last_error
     assert app.last_upload.mode == "inline"
-    assert len(app.last_upload.image_ids) == 3
+    assert len(app.last_upload.file_ids) == 3
     pump(
         app,
-        lambda: app.page_loads > before and [r["status"] for r in _tree_rows(app)] == ["done"] * 3,
+        lambda: app.table.page_loads > before and [r["status"] for r in _tree_rows(app)] == ["done"] * 3,
         30,
         f"3 scored rows (have {_tree_rows(app)})",
     )
@@ -65,7 +65,7 @@ def test_upload_browse_filter_select_export(dashboard, mini_dir: Path, tmp_path:
     assert {r["label"] for r in rows} <= {"ai", "real", "ai?", "real?"}
     assert all(r["status"] == "done" for r in rows)
     assert all(r["confidence"].endswith("%") for r in rows)
-    assert app.total == 3
+    assert app.table.total == 3
     # the status bar names the model and its card's test accuracy, unrounded to 2 decimals
     # (0.9698 must not read as 97.0 %; the shipped card says 0.9702)
     pump(app, lambda: "accuracy" in app.model_label.cget("text"), 30, "the model in the status bar")
@@ -82,17 +82,17 @@ def test_upload_browse_filter_select_export(dashboard, mini_dir: Path, tmp_path:
 
     # -- a filter narrows the table ---------------------------------------------------------
     target = files[2].name
-    before = app.page_loads
+    before = app.table.page_loads
     app.search_var.set("upload_2")
     _wait_page(app, before, "the name filter")
     assert [r["name"] for r in _tree_rows(app)] == [target]
-    assert app.total == 1
+    assert app.table.total == 1
     app.clear_filters()
-    pump(app, lambda: app.total == 3 and len(app.tree.get_children()) == 3, 30, "cleared filters")
+    pump(app, lambda: app.table.total == 3 and len(app.tree.get_children()) == 3, 30, "cleared filters")
 
     labels = [r["label"] for r in _tree_rows(app)]
     want = labels[0]
-    before = app.page_loads
+    before = app.table.page_loads
     app.label_var.set(want)
     _wait_page(app, before, "the label filter")
     filtered = _tree_rows(app)
@@ -100,7 +100,7 @@ def test_upload_browse_filter_select_export(dashboard, mini_dir: Path, tmp_path:
 
     # -- selecting a row (keyboard) shows its overlay -----------------------------------------
     app.clear_filters()
-    pump(app, lambda: len(app.tree.get_children()) == 3 and app.filters.label is None, 30, "3 rows")
+    pump(app, lambda: len(app.tree.get_children()) == 3 and app.table.filters.label is None, 30, "3 rows")
     app.root.focus_force()
     app.focus_table()
     first = app.tree.get_children()[0]
@@ -140,7 +140,7 @@ def test_upload_browse_filter_select_export(dashboard, mini_dir: Path, tmp_path:
     screenshot(app, "dashboard-side-by-side")
 
     # -- CSV export matches the filtered rows -------------------------------------------------
-    before = app.page_loads
+    before = app.table.page_loads
     app.label_var.set(want)
     _wait_page(app, before, "the label filter again")
     shown = _tree_rows(app)
@@ -152,7 +152,7 @@ def test_upload_browse_filter_select_export(dashboard, mini_dir: Path, tmp_path:
     assert [Path(r["path"]).name for r in records] == [r["name"] for r in shown]
     assert all(r["label"] == want for r in records)
     assert all(0.0 <= float(r["prob_ai"]) <= 1.0 for r in records)
-    assert app.last_export[1] == len(shown) == app.total
+    assert app.last_export[1] == len(shown) == app.table.total
 
 
 def test_failed_upload_shows_reason(dashboard, tmp_path: Path) -> None:
@@ -179,10 +179,10 @@ def test_new_results_appear_live(dashboard) -> None:
     """A worker writing to the store (simulated by a direct insert) shows up without a click."""
     from datetime import UTC, datetime
 
-    from aidetect.db import Image, Prediction, session_scope
+    from aidetect.store import File, Image, Prediction, session_scope
 
     app = dashboard
-    assert app.total == 0
+    assert app.table.total == 0
     with session_scope() as s:
         img = Image(
             key="sha256:" + "ab" * 32,
@@ -194,12 +194,13 @@ def test_new_results_appear_live(dashboard) -> None:
         )
         s.add(img)
         s.flush()
+        s.add(File(path=img.path, image_id=img.id))
         s.add(
             Prediction(
                 image_id=img.id, model_version="test-v", label="ai", prob_ai=0.9, uncertain=False
             )
         )
-    pump(app, lambda: app.total == 1, 10, "the live row")
+    pump(app, lambda: app.table.total == 1, 10, "the live row")
     assert _tree_rows(app)[0]["name"] == "from_worker.png"
     assert _tree_rows(app)[0]["confidence"] == "90.0 %"
 
@@ -233,7 +234,7 @@ def test_browse_sort_and_page(dashboard, mini_dir: Path, tmp_path: Path) -> None
     """A folder upload of 30 images; sorting by a heading orders the table in SQL; paging
     and keyboard navigation across the page boundary."""
     app = dashboard
-    app.page_size = 12
+    app.table.page_size = 12
     folder = tmp_path / "batch"
     folder.mkdir()
     for kind in ("ai", "real"):
@@ -244,9 +245,9 @@ def test_browse_sort_and_page(dashboard, mini_dir: Path, tmp_path: Path) -> None
     app.upload_paths([folder])
     pump(app, lambda: app.last_upload is not None or app.last_error is not None, 180, "the upload")
     assert app.last_error is None, app.last_error
-    pump(app, lambda: app.total == 30 and not app._page_inflight, 30, "30 rows")
+    pump(app, lambda: app.table.total == 30 and not app.table.loading, 30, "30 rows")
 
-    before = app.page_loads
+    before = app.table.page_loads
     assert app.tree.heading("confidence", "command")  # the heading is wired to sort
     app.sort_by("confidence")
     _wait_page(app, before, "the sort")
@@ -261,10 +262,10 @@ def test_browse_sort_and_page(dashboard, mini_dir: Path, tmp_path: Path) -> None
     app.tree.selection_set(last)
     app.tree.focus(last)
     settle(app, 0.2)
-    before = app.page_loads
+    before = app.table.page_loads
     app.tree.event_generate("<Down>")
     _wait_page(app, before, "the next page")
-    assert app.offset == 12
+    assert app.table.offset == 12
     pump(
         app,
         lambda: app.tree.selection() == (app.tree.get_children()[0],),
@@ -275,11 +276,11 @@ def test_browse_sort_and_page(dashboard, mini_dir: Path, tmp_path: Path) -> None
     assert max(confs2) <= min(confs)
     assert app.page_label.cget("text") == "13–24 of 30"
 
-    app.page_size = 100
+    app.table.page_size = 100
     app.first_page()
     pump(
         app,
-        lambda: len(app.tree.get_children()) == 30 and not app._page_inflight,
+        lambda: len(app.tree.get_children()) == 30 and not app.table.loading,
         30,
         "one page of 30",
     )

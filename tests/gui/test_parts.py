@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 import tkinter as tk
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,8 @@ import pytest
 from PIL import Image
 
 from aidetect.errors import ImageLoadError
-from aidetect.gui import imaging, queries
+from aidetect.explain.overlay import read_cam_png, render_overlay
+from aidetect.gui import imaging
 from aidetect.gui.tasks import TaskRunner
 from aidetect.gui.tkgc import TkThreadCollector
 
@@ -84,10 +84,12 @@ def test_tk_garbage_is_collected_on_the_tk_thread_only() -> None:
 
 
 def test_blend_and_cam_roundtrip(tmp_path: Path) -> None:
+    """The window re-blends the saved raw CAM with the core's JET colouring and blend: at the
+    same opacity its picture is the saved overlay's (RGB rather than BGR)."""
     cam = np.zeros((8, 8), np.float32)
     cam[:, 4:] = 1.0
     Image.fromarray(np.uint8(cam * 255), mode="L").save(tmp_path / "c.cam.png")
-    loaded = imaging.load_cam(tmp_path / "c.cam.png")
+    loaded = read_cam_png(tmp_path / "c.cam.png")
     assert loaded.shape == (8, 8) and loaded.max() == 1.0 and loaded.min() == 0.0
     base = Image.new("RGB", (32, 32), (128, 128, 128))
     heat = imaging.colorize(loaded, base.size)
@@ -97,85 +99,7 @@ def test_blend_and_cam_roundtrip(tmp_path: Path) -> None:
     assert b > 100 and r < 60  # low influence is blue
     assert imaging.blend(base, heat, 0.0).tobytes() == base.tobytes()
     assert imaging.blend(base, heat, 1.0).tobytes() == heat.tobytes()
-    with pytest.raises(ImageLoadError):
-        imaging.load_cam(tmp_path / "missing.png")
-
-
-def test_sql_filters_sort_and_paging(store_url: str) -> None:
-    """On SQLite and on PostgreSQL (skipped with the reason when no server answers)."""
-    from sqlalchemy import insert
-
-    from aidetect.db import Image as Img
-    from aidetect.db import Prediction, init_db
-
-    engine = init_db()
-    now = datetime.now(UTC)
-    n = 500
-    with engine.begin() as conn:
-        conn.execute(
-            insert(Img),
-            [
-                dict(
-                    id=i + 1,
-                    key=f"sha256:{i:064x}",
-                    sha256=f"{i:064x}",
-                    path=f"/d/pic_{i:04d}.jpg",
-                    first_seen=now,
-                    updated=now - timedelta(minutes=n - i),
-                    status="failed" if i % 10 == 0 else "done",
-                    error="bad file" if i % 10 == 0 else None,
-                )
-                for i in range(n)
-            ],
-        )
-        conn.execute(
-            insert(Prediction),
-            [
-                dict(
-                    image_id=i + 1,
-                    model_version="v",
-                    label="ai" if i % 3 else "real",
-                    prob_ai=(i % 100) / 100,
-                    uncertain=False,
-                    created=now - timedelta(minutes=n - i),
-                )
-                for i in range(n)
-                if i % 10
-            ],
-        )
-    eng = queries.read_engine(store_url)
-    everything = queries.Filters()
-    assert queries.count(eng, everything) == n
-    pages = [queries.fetch_page(eng, everything, off, 60) for off in range(0, n, 60)]
-    keys = [r.key for p in pages for r in p]
-    assert len(keys) == n == len(set(keys))  # paging covers every row exactly once
-    assert [
-        r.key for r in queries.iter_rows(eng, everything, chunk=77)
-    ] == keys  # the export's stream
-    from_end = [queries.fetch_page(eng, everything, off, 60, total=n) for off in range(0, n, 60)]
-    assert [r.key for p in from_end for r in p] == keys  # back half read in reverse: same rows
-    by_conf = queries.Filters(sort="confidence")
-    assert [r.key for r in queries.fetch_page(eng, by_conf, 430, 70, total=n)] == [
-        r.key for r in queries.fetch_page(eng, by_conf, 430, 70)
-    ]
-    times = [r.time for p in pages for r in p]
-    assert times == sorted(times, reverse=True)
-    failed = queries.Filters(status="failed")
-    assert queries.count(eng, failed) == 50
-    assert all(
-        r.error == "bad file" and r.label is None for r in queries.fetch_page(eng, failed, 0, 100)
-    )
-    ai = queries.Filters(label="ai", conf_min=0.8, sort="confidence", descending=False)
-    rows = queries.fetch_page(eng, ai, 0, 1000)
-    assert rows and all(r.label == "ai" and r.confidence >= 0.8 for r in rows)
-    assert [r.confidence for r in rows] == sorted(r.confidence for r in rows)
-    assert queries.count(eng, ai) == len(rows)
-    named = queries.Filters(text="PIC_012")  # case-insensitive substring of the name
-    assert {r.name for r in queries.fetch_page(eng, named, 0, 100)} == {
-        f"pic_{i:04d}.jpg" for i in range(120, 130)
-    }
-    today = queries.Filters(
-        since=(now - timedelta(days=3)).date(), until=(now + timedelta(days=1)).date()
-    )
-    assert queries.count(eng, today) == n
-    assert queries.count(eng, queries.Filters(until=(now - timedelta(days=3)).date())) == 0
+    saved = render_overlay(base, loaded, max_side=32, alpha=0.45)
+    assert np.array_equal(np.asarray(imaging.blend(base, heat, 0.45))[..., ::-1], saved)
+    with pytest.raises(ImageLoadError, match="cannot read heatmap"):
+        read_cam_png(tmp_path / "missing.png")

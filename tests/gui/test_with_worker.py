@@ -26,7 +26,7 @@ def test_upload_goes_to_live_worker(
 
         app = Dashboard(live_ms=300, status_ms=400)
         try:
-            pump(app, lambda: app.page_loads > 0, 60, "the first page")
+            pump(app, lambda: app.table.page_loads > 0, 60, "the first page")
             up = tmp_path / "up"
             up.mkdir()
             for name in ("ai_010.jpg", "ai_011.jpg"):

@@ -101,7 +101,7 @@ def quad_detector(quad_model_dir: Path) -> Detector:
 
 @pytest.fixture(scope="session")
 def detector() -> Detector:
-    """The shipped 32 px CIFAKE model (``models/cifake``, whatever version is committed): the
+    """The shipped 32 px CIFAKE model (``shipped_models/cifake``, whatever version is committed): the
     engine's mechanics on small inputs. The default model's own tests: tests/core/test_shipped_model.py."""
     return Detector(CIFAKE_MODEL_DIR, device="cpu", threads=1)
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from aidetect.explain.cam import CAM_METHODS
-from aidetect.explain.faithfulness import deletion_test, faithfulness_markdown
 from aidetect.inference import Detector
+from aidetect.trainer.faithfulness import deletion_test, faithfulness_markdown
 
 
 def quadrant_mass(cam: np.ndarray, q: tuple[int, int]) -> float:

@@ -38,7 +38,7 @@ def test_verdict_fields_and_heatmap_range(detector: Detector) -> None:
         assert v.cam.min() >= 0.0 and v.cam.max() <= 1.0 and v.cam.max() == pytest.approx(1.0)
         assert v.cam_class == v.label and v.cam_target == "predicted"
         assert {"decode", "preprocess", "model", "cam", "total"} <= set(v.timings)
-    d = verdicts[0].to_dict()
+    d = verdicts[0].as_result()
     assert d["path"] == str(files[0]) and "cam" not in d
 
 

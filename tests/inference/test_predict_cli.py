@@ -35,7 +35,7 @@ def test_json_one_object_per_image(files, capsys, aidetect_home) -> None:  # typ
     assert [r["path"] for r in rows] == good
     for r in rows:
         assert r["label"] in ("ai", "real") and 0 <= r["prob_ai"] <= 1 and isinstance(r["uncertain"], bool)
-        assert r["model_version"] and "error" not in r and "overlay_path" not in r
+        assert r["model_version"] and r["status"] == "done" and r["error"] is None and r["overlay_path"] is None
 
 
 def test_bad_file_gets_its_own_error_and_exit_1(files, capsys, aidetect_home) -> None:  # type: ignore[no-untyped-def]
@@ -43,7 +43,7 @@ def test_bad_file_gets_its_own_error_and_exit_1(files, capsys, aidetect_home) ->
     rc, out, err = run(capsys, "--json", good[0], bad, good[1], "/no/such/file.png")
     assert rc == 1
     rows = json.loads(out)
-    assert [("error" in r) for r in rows] == [False, True, False, True]
+    assert [r["status"] for r in rows] == ["done", "failed", "done", "failed"]
     assert rows[1]["path"] == bad and rows[1]["error"] and rows[3]["error"].endswith("file not found")
     assert "2 of 4" in err
 

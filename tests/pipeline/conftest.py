@@ -38,7 +38,7 @@ def pg_url() -> Iterator[str]:
     try:
         yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
     finally:
-        from aidetect.db.engine import reset_engines
+        from aidetect.store.engine import reset_engines
 
         reset_engines()
         with admin.begin() as conn:
@@ -49,7 +49,7 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, aidetect_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The store under test: a SQLite file in AIDETECT_HOME, or a PostgreSQL schema."""
-    from aidetect.db.engine import reset_engines
+    from aidetect.store.engine import reset_engines
 
     if request.param == "sqlite":
         url = f"sqlite:///{aidetect_home}/aidetect.sqlite"

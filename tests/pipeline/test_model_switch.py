@@ -12,15 +12,15 @@ from images import write_images
 from sqlalchemy import select
 
 from aidetect.config import SHIPPED_MODEL_DIR
-from aidetect.db import Prediction, session_scope
-from aidetect.db.registry import active_version, publish_model
 from aidetect.ingest import register_files
-from aidetect.worker.scoring import Scorer
+from aidetect.store import Prediction, session_scope
+from aidetect.store.model_versions import active_version, publish_model
+from aidetect.worker.scoring import BatchScorer
 
 
 def test_scorer_switches_model_between_batches(aidetect_home: Path, tmp_path: Path) -> None:
     files = write_images(tmp_path / "in", 6)
-    scorer = Scorer()
+    scorer = BatchScorer()
     v1 = active_version()
     first = register_files(files[:3])
     rep = scorer.score(first)

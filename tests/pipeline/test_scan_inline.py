@@ -44,7 +44,7 @@ def test_scan_inline_bad_inputs_and_rescan(aidetect_home: Path, tmp_path: Path, 
     for p in good:
         r = by_path[p.name]
         assert r["status"] == "done" and r["label"] in ("ai", "real") and 0 <= r["prob_ai"] <= 1
-        assert r["model_version"] and Path(r["overlay_path"]).is_file() and Path(r["heatmap_path"]).is_file()
+        assert r["model_version"] and Path(r["overlay_path"]).is_file() and Path(r["cam_path"]).is_file()
     reasons = {name: by_path[p.name]["error"] for name, p in bad.items()}
     for name, p in bad.items():
         assert by_path[p.name]["status"] == "failed", (name, by_path[p.name])
@@ -61,7 +61,7 @@ def test_scan_inline_bad_inputs_and_rescan(aidetect_home: Path, tmp_path: Path, 
     assert code == 0 and f"{len(good) + 4} to score" in err
     from sqlalchemy import func, select
 
-    from aidetect.db import Prediction, session_scope
+    from aidetect.store import Prediction, session_scope
 
     with session_scope() as s:
         per_image = s.execute(select(Prediction.image_id, func.count()).group_by(Prediction.image_id)).all()

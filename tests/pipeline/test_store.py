@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -13,31 +14,32 @@ from images import write_images
 from sqlalchemy import func, inspect, select
 
 from aidetect.config import SHIPPED_MODEL_DIR
-from aidetect.db import Image, Prediction, init_db, session_scope
-from aidetect.db.queries import count_results, query_results, status_counts, to_csv
-from aidetect.db.registry import (
+from aidetect.errors import AidetectError, ModelLoadError
+from aidetect.ingest import register_files
+from aidetect.store import File, Image, Prediction, init_db, read_engine, session_scope
+from aidetect.store.model_versions import (
     active_model_dir,
     active_version,
     list_versions,
     promote,
     publish_model,
 )
-from aidetect.errors import AidetectError, ModelLoadError
-from aidetect.ingest import register_files, stranded_ids
-from aidetect.worker.scoring import upsert_prediction
+from aidetect.store.results import ResultFilter, count, fetch_page, iter_rows, to_csv
+from aidetect.store.status import status_counts, stranded_ids
+from aidetect.store.writes import upsert_prediction
 
 
 def _pred(image_id: int, version: str, label: str = "ai", prob: float = 0.9) -> dict:
     return {
         "image_id": image_id, "model_version": version, "label": label, "prob_ai": prob,
-        "uncertain": False, "heatmap_path": None, "overlay_path": None, "timings": {"t": 1.0},
+        "uncertain": False, "cam_path": None, "overlay_path": None, "timings": {"t": 1.0},
     }
 
 
 def test_migrations_create_schema(store_url: str) -> None:
     engine = init_db()
     tables = set(inspect(engine).get_table_names())
-    assert {"images", "predictions", "model_versions", "worker_beats", "alembic_version"} <= tables
+    assert {"files", "images", "predictions", "model_versions", "worker_beats", "alembic_version"} <= tables
     init_db()  # idempotent
 
 
@@ -53,7 +55,9 @@ def test_register_is_idempotent_by_content(store_url: str, tmp_path: Path) -> No
     assert sorted(again) == sorted(reg)
     with session_scope() as s:
         assert s.scalar(select(func.count(Image.id))) == 5
-        assert status_counts(s) == {"queued": 5}
+        assert s.scalar(select(func.count(File.id))) == 6  # every path its own row
+    assert status_counts() == {"queued": 6}
+    assert len(set(reg.file_ids)) == 6
     assert sorted(stranded_ids()) == sorted(reg)
 
 
@@ -107,22 +111,28 @@ def test_query_filters(store_url: str, tmp_path: Path) -> None:
             upsert_prediction(s, _pred(image_id, v, "ai" if i % 2 else "real", 0.1 + 0.25 * i))
         s.execute(Image.__table__.update().where(Image.id.in_(reg[:4])).values(status="done"))
         s.execute(Image.__table__.update().where(Image.id == reg[4]).values(status="failed", error="bad"))
-    with session_scope() as s:
-        assert count_results(s) == 6
-        assert [r["label"] for r in query_results(s, label="ai")] == ["ai", "ai"]
-        assert count_results(s, status="failed") == 1
-        assert count_results(s, prob_min=0.3, prob_max=0.7) == 2
-        assert count_results(s, path_glob=f"{tmp_path}/b/*") == 2
-        assert count_results(s, text="IMG_00003") == 1  # case-insensitive substring
-        assert count_results(s, since="2000-01-01") == 6 and count_results(s, until="2000-01-01") == 0
-        top = query_results(s, order_by="prob_ai", descending=True, limit=1)[0]
-        assert top["prob_ai"] == pytest.approx(0.85)
-        failed = query_results(s, status="failed")[0]
-        assert failed["error"] == "bad" and failed["label"] is None
-        for key in ("path", "sha256", "status", "label", "prob_ai", "uncertain", "model_version", "error"):
-            assert key in top
-        csv_text = to_csv(query_results(s))
-        assert csv_text.count("\n") == 7
+    eng = read_engine()
+
+    def n(**kw: object) -> int:
+        return count(eng, ResultFilter(**kw), view="latest")
+
+    assert n() == 6
+    assert [r.label for r in fetch_page(eng, ResultFilter(label="ai"), view="latest")] == ["ai", "ai"]
+    assert n(status="failed") == 1
+    assert n(prob_min=0.3, prob_max=0.7) == 2
+    assert n(conf_min=0.8) == 2  # P(ai) 0.1 and 0.85: sure of real / sure of ai
+    assert n(path_glob=f"{tmp_path}/b/*") == 2
+    assert n(text="IMG_00003") == 1  # case-insensitive substring
+    assert n(since="2000-01-01") == 6 and n(until="2000-01-01") == 0
+    today = ResultFilter(since=date.today(), until=date.today())  # a date is its whole day
+    assert count(eng, today, view="latest") == 6
+    top = fetch_page(eng, ResultFilter(sort="prob_ai", descending=True), 0, 1, view="latest")[0]
+    assert top.prob_ai == pytest.approx(0.85)
+    failed = fetch_page(eng, ResultFilter(status="failed"), view="latest")[0]
+    assert failed.error == "bad" and failed.label is None
+    rows = list(iter_rows(eng, ResultFilter(sort="id", descending=False), view="latest"))
+    assert [r.path for r in rows] == [str(f) for f in files]
+    assert to_csv(rows).count("\n") == 7
 
 
 def test_sqlite_concurrent_writers(store_url: str, tmp_path: Path) -> None:
@@ -158,8 +168,8 @@ def test_pipeline_modules_do_not_import_torch() -> None:
     import sys
 
     code = (
-        "import sys, aidetect.worker.app, aidetect.worker.tasks, aidetect.ingest, aidetect.db.registry, "
-        "aidetect.db.queries, aidetect.commands.scan, aidetect.commands.worker; "
+        "import sys, aidetect.worker.app, aidetect.worker.tasks, aidetect.ingest, aidetect.store.model_versions, "
+        "aidetect.store.results, aidetect.commands.scan, aidetect.commands.worker; "
         "sys.exit(1 if 'torch' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

@@ -15,8 +15,8 @@ from images import write_images
 from sqlalchemy import func, select
 from workers import WorkerProcess, pipeline_env
 
-from aidetect.db import Image, Prediction, session_scope
-from aidetect.db.queries import status_counts
+from aidetect.store import Image, Prediction, session_scope
+from aidetect.store.status import status_counts
 
 N = 500
 BATCH = 8
@@ -43,8 +43,7 @@ class ScanProcess:
 
 
 def _counts() -> dict[str, int]:
-    with session_scope() as s:
-        return status_counts(s)
+    return status_counts()
 
 
 def _wait_until(pred, timeout: float, what: str) -> None:  # noqa: ANN001

@@ -43,13 +43,13 @@ class WorkerProcess:
             [sys.executable, "-m", "aidetect.cli", "worker", "-c", str(self.concurrency), "-l", "INFO"],
             env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
         )
-        from aidetect.ingest import workers_alive
+        from aidetect.store.status import live_workers
 
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.proc.poll() is not None:
                 raise AssertionError(f"worker exited {self.proc.returncode}:\n{self.log()}")
-            if workers_alive() > 0:
+            if live_workers():
                 return self
             time.sleep(0.3)
         raise AssertionError(f"worker not alive after {timeout}s:\n{self.log()}")

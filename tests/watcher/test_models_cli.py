@@ -77,8 +77,8 @@ def test_scan_rescore_rescores_older_versions_only(
 
     from sqlalchemy import func, select
 
-    from aidetect.db.engine import session_scope
-    from aidetect.db.models import Prediction
+    from aidetect.store.engine import session_scope
+    from aidetect.store.tables import Prediction
 
     with session_scope() as s:
         per_version = dict(

@@ -11,9 +11,9 @@ from aidetect.watcher.pipeline import RegisterAndEnqueue, ScoredFileMover
 def test_scored_files_move_to_processed_and_failed(aidetect_home: Path, mini_dir: Path) -> None:
     from sqlalchemy import select
 
-    from aidetect.db.engine import session_scope
-    from aidetect.db.models import Image
     from aidetect.ingest import score_inline
+    from aidetect.store.engine import session_scope
+    from aidetect.store.tables import Image
 
     inbox = aidetect_home / "inbox"
     (inbox / "sub").mkdir(parents=True)

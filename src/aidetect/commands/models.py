@@ -37,7 +37,7 @@ def _headline_metric(metrics: dict[str, Any]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def list_cmd(as_json: bool) -> None:
     """Registered model versions; the active one is marked."""
-    from aidetect.db.registry import active_version, list_versions
+    from aidetect.store.model_versions import active_version, list_versions
 
     active_version()  # registers the shipped default on a fresh store
     rows = list_versions()
@@ -74,8 +74,8 @@ def list_cmd(as_json: bool) -> None:
 )
 def register(model_dir: Path, activate: bool, copy: bool) -> None:
     """Register MODEL_DIR (weights + card) as a model version, checking that it loads."""
-    from aidetect.db.registry import publish_model, read_card
     from aidetect.model import load_model_dir
+    from aidetect.store.model_versions import publish_model, read_card
 
     card = read_card(model_dir)
     load_model_dir(model_dir)  # refuse a directory a worker could not load
@@ -101,7 +101,7 @@ def register(model_dir: Path, activate: bool, copy: bool) -> None:
 @click.argument("version")
 def promote_cmd(version: str) -> None:
     """Make VERSION the active model; running workers switch between batches."""
-    from aidetect.db.registry import promote
+    from aidetect.store.model_versions import promote
 
     promote(version)
     click.echo(f"{version}: active (running workers switch before their next batch)")

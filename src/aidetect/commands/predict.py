@@ -1,7 +1,7 @@
 """``aidetect predict IMAGE...``: score files directly (no database, no workers).
 
-A table (rich) or ``--json`` (one object per image: path, label, prob_ai, uncertain,
-model_version, and cam_path/overlay_path with ``--heatmap DIR``; or path + error). A bad
+A table (rich) or ``--json`` (one result object per image, :mod:`aidetect.result`; the
+heatmap files with ``--heatmap DIR``). A bad
 file gets its own error row; the others are still scored; the exit code is 1 if any
 failed. A missing or broken model is a one-line error with exit code 2.
 """
@@ -80,31 +80,7 @@ def predict(
             progress.advance(task, len(chunk))
 
     if as_json:
-        out = []
-        for v in verdicts:
-            if v.error:
-                out.append({"path": v.source, "error": v.error})
-                continue
-            obj = {
-                "path": v.source,
-                "label": v.label,
-                "prob_ai": v.prob_ai,
-                "uncertain": v.uncertain,
-                "uncertain_reason": v.uncertain_reason,
-                "ood_score": v.ood_score,
-                "model_version": v.model_version,
-                "scored_by": v.scored_by,
-                "sha256": v.sha256,
-                "width": v.width,
-                "height": v.height,
-                "tiles": v.tiles,
-            }
-            if heatmap_dir is not None:
-                obj.update(
-                    cam_path=v.cam_path, overlay_path=v.overlay_path, cam_method=v.cam_method, cam_class=v.cam_class
-                )
-            out.append(obj)
-        click.echo(json.dumps(out, indent=2))
+        click.echo(json.dumps([v.as_result() for v in verdicts], indent=2))
     else:
         table = Table(title=f"aidetect predict (model {detector.version})")
         table.add_column("path", overflow="fold")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +39,16 @@ def _progress(console: Console) -> Progress:
     )
 
 
-def _write_export(rows: list[dict[str, Any]], out: Path) -> None:
-    from aidetect.db.queries import to_csv, to_json
+def _write_export(rows: list[Any], out: Path) -> None:
+    """Write result rows (``aidetect.store.results.ResultRow``) to ``out`` (.csv or .json)."""
+    from aidetect.store.results import export
 
-    suffix = out.suffix.lower()
-    if suffix not in (".csv", ".json"):
+    if out.suffix.lower() not in (".csv", ".json"):
         raise AidetectError(f"{out}: export must end in .csv or .json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(to_csv(rows) if suffix == ".csv" else to_json(rows) + "\n", encoding="utf-8")
+    try:
+        export(rows, out)
+    except OSError as exc:
+        raise AidetectError(f"{out}: cannot write the export ({exc.strerror or exc})") from None
 
 
 def _summary(console: Console, rows: list[dict[str, Any]], seconds: float, mode: str) -> None:
@@ -77,9 +78,8 @@ def _wait_for_results(
 ) -> None:
     """Poll the store until every id is done or failed; re-send images whose tasks seem lost
     (no progress for ``stall_timeout`` s while work is pending and a worker is alive)."""
-    from aidetect.db.engine import session_scope
-    from aidetect.db.queries import pending_ids, status_counts
-    from aidetect.ingest import enqueue, workers_alive
+    from aidetect.store.status import live_workers, pending_ids
+    from aidetect.worker.broker import enqueue
 
     total = len(ids)
     t0 = time.monotonic()
@@ -89,8 +89,7 @@ def _wait_for_results(
     with _progress(console) as bar:
         task = bar.add_task("scoring", total=total, rate="", visible=not quiet)
         while True:
-            with session_scope() as s:
-                counts = status_counts(s, ids)
+            counts = _image_counts(ids)
             finished = counts.get("done", 0) + counts.get("failed", 0)
             elapsed = time.monotonic() - t0
             bar.update(task, completed=finished, rate=f"{finished / elapsed:.1f}/s" if elapsed > 0 else "")
@@ -100,10 +99,9 @@ def _wait_for_results(
             if finished != last_finished:
                 last_finished, last_change = finished, now
             elif now - last_change > stall_timeout:
-                alive = workers_alive()
+                alive = len(live_workers())
                 if alive:
-                    with session_scope() as s:
-                        pend = pending_ids(s, ids)
+                    pend = pending_ids(ids)
                     n = enqueue(pend, batch_size=batch_size, force=force)
                     console.print(f"no progress for {stall_timeout:.0f}s: re-sent {len(pend)} pending images ({n} tasks)")
                 elif not warned_no_worker:
@@ -111,6 +109,13 @@ def _wait_for_results(
                     warned_no_worker = True
                 last_change = now
             time.sleep(POLL_S)
+
+
+def _image_counts(ids: list[int]) -> dict[str, int]:
+    """{status: number of images} over image ``ids``."""
+    from aidetect.store.status import image_statuses
+
+    return dict(Counter(image_statuses(ids).values()))
 
 
 @click.command()
@@ -142,20 +147,13 @@ def scan(
     says so) unless --no-fallback.
     """
     from aidetect.config import get_settings
-    from aidetect.db.engine import session_scope
-    from aidetect.db.migrate import init_db
-    from aidetect.db.queries import results_for_ids
-    from aidetect.db.registry import active_version
-    from aidetect.ingest import (
-        Registration,
-        check_broker,
-        enqueue,
-        iter_files,
-        register_files,
-        score_inline,
-        stale_ids,
-        workers_alive,
-    )
+    from aidetect.ingest import Submission, iter_files, score_inline, submit
+    from aidetect.store import read_engine, writes
+    from aidetect.store.migrate import init_db
+    from aidetect.store.model_versions import active_version
+    from aidetect.store.results import rows_for_files, to_json
+    from aidetect.store.status import files_of
+    from aidetect.worker import broker
 
     console = Console(stderr=True)
     settings = get_settings()
@@ -166,70 +164,87 @@ def scan(
     t0 = time.monotonic()
     if folder is None and not rescore:
         raise click.UsageError("missing FOLDER (or use --rescore to re-score the store)")
-    with console.status("finding and hashing files..."):
-        if rescore:  # images in the store scored by an older model version
-            reg = Registration()
-            reg.ids = stale_ids(folder)
-            reg.extend(reg.ids)
-            files = reg.ids
-        else:
-            files = list(iter_files(folder, recursive=recursive))
-            reg = register_files(files, root=folder if folder.is_dir() else None, rescan=rescan)
-    distinct = reg.distinct
-    console.print(
-        f"{len(files)} files, {len(distinct)} distinct: {len(reg)} to score with model {version}, "
-        f"{len(reg.already_done)} already scored, {len(reg.failed)} failed (unreadable or not an image)"
-    )
-    mode = "in-process"
-    if reg:
-        if not inline:
-            check_broker(settings)
-            alive = workers_alive()
-            deadline = time.monotonic() + worker_wait
-            while not alive and not no_fallback and time.monotonic() < deadline:
-                time.sleep(0.5)
-                alive = workers_alive()
-            if alive or no_fallback:
-                mode = f"{alive} worker(s)" if alive else "queued, waiting for workers"
-                n = enqueue(reg, batch_size=size, force=rescan)
-                console.print(f"queued {len(reg)} images in {n} tasks for {alive or 'no'} worker(s)")
-                _wait_for_results(console, list(reg), size, rescan, stall_timeout, quiet=False)
-            else:
+    if not inline:
+        broker.check(settings)  # before anything is registered: a broker that is down leaves nothing queued
+    bar = _progress(console)
+    bar_task: list[Any] = []
+
+    hashing = console.status("finding and hashing files...")
+
+    def routed(reg: writes.Registration, route: str, workers: int) -> None:
+        hashing.stop()
+        distinct = reg.distinct
+        console.print(
+            f"{len(reg.ids)} files, {len(distinct)} distinct: {len(reg)} to score with model {version}, "
+            f"{len(reg.already_done)} already scored, {len(reg.failed)} failed (unreadable or not an image)"
+        )
+        if route == "workers":
+            console.print(f"queueing {len(reg)} images for {workers or 'no'} worker(s)")
+        elif route == "inline":
+            if not inline:
                 console.print(
                     f"[yellow]no worker alive after {worker_wait:.0f}s: scoring in this process "
                     "(run `aidetect worker` to use workers)"
                 )
-                inline = True
-        if inline:
-            with _progress(console) as bar:
-                task = bar.add_task("scoring in-process", total=len(reg), rate="")
-                t_in = time.monotonic()
+            bar.start()
+            bar_task.append(bar.add_task("scoring in-process", total=len(reg), rate=""))
 
-                def advance(n: int) -> None:
-                    bar.advance(task, n)
-                    done = bar.tasks[0].completed
-                    bar.update(task, rate=f"{done / max(1e-6, time.monotonic() - t_in):.1f}/s")
+    t_in = time.monotonic()
 
+    def advance(n: int) -> None:
+        bar.advance(bar_task[0], n)
+        done = bar.tasks[0].completed
+        bar.update(bar_task[0], rate=f"{done / max(1e-6, time.monotonic() - t_in):.1f}/s")
+
+    hashing.start()
+    try:
+        if rescore:  # images in the store scored by an older model version
+            reg = writes.Registration()
+            reg.extend(writes.requeue_stale(version, str(folder.absolute()) if folder else None))
+            reg.file_ids = files_of(list(reg))
+            reg.ids = list(reg)
+            sub = Submission(reg, "workers" if not inline else "inline")
+            routed(reg, sub.route, 0)
+            if inline:
                 score_inline(list(reg), batch_size=size, force=rescan, progress=advance)
-    with session_scope() as s:
-        rows = results_for_ids(s, distinct)
-    by_id = {r["image_id"]: r for r in rows}
-    rows = [by_id[i] for i in distinct if i in by_id]
-    _summary(console, rows, time.monotonic() - t0, mode)
+            else:
+                broker.enqueue(list(reg), batch_size=size, force=rescan)
+        else:
+            files = list(iter_files(folder, recursive=recursive))
+            route = "inline" if inline else "workers" if no_fallback else "auto"
+            sub = submit(
+                files, root=folder if folder.is_dir() else None, rescan=rescan, route=route,
+                worker_wait_s=worker_wait, batch_size=size, progress=advance, on_route=routed,
+            )
+    finally:
+        hashing.stop()
+        bar.stop()
+    reg = sub.registration
+    mode = {"inline": "in-process", "known": "nothing to score"}.get(sub.route, f"{sub.workers} worker(s)")
+    if sub.route == "workers" and reg:
+        if not sub.workers:
+            mode = "queued, waiting for workers"
+        _wait_for_results(console, list(reg), size, rescan, stall_timeout, quiet=False)
+    found = rows_for_files(read_engine(), reg.file_ids)  # every file under its own path
+    _summary(console, [r.as_json() for r in found], time.monotonic() - t0, mode)
     if export:
-        _write_export(rows, export)
-        console.print(f"wrote {len(rows)} results to {export}")
+        _write_export(found, export)
+        console.print(f"wrote {len(found)} results to {export}")
     if as_json:
-        sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(to_json(found) + "\n")
 
 
-def _parse_date(value: str | None) -> datetime | None:
+def _parse_when(value: str | None, option: str) -> str | None:
+    """Check an ISO date or date-time from the command line (one line when it is not)."""
     if not value:
         return None
     try:
-        return datetime.fromisoformat(value)
+        (date if len(value.strip()) == 10 else datetime).fromisoformat(value.strip())
     except ValueError:
-        raise AidetectError(f"bad date {value!r}: use ISO format, e.g. 2026-11-25 or 2026-11-25T10:00") from None
+        raise AidetectError(
+            f"{option}: bad date {value!r}: use ISO format, e.g. 2026-11-25 or 2026-11-25T10:00"
+        ) from None
+    return value.strip()
 
 
 @click.command()
@@ -237,13 +252,13 @@ def _parse_date(value: str | None) -> datetime | None:
 @click.option("--status", type=click.Choice(["queued", "processing", "done", "failed"]), multiple=True)
 @click.option("--prob-min", type=float, default=None, help="Lowest prob_ai.")
 @click.option("--prob-max", type=float, default=None, help="Highest prob_ai.")
-@click.option("--since", default=None, help="Updated at or after (ISO date/time, UTC).")
-@click.option("--until", default=None, help="Updated at or before (ISO date/time, UTC).")
+@click.option("--since", default=None, help="Scored/updated at or after (ISO date or date-time, UTC; a date is the whole day).")
+@click.option("--until", default=None, help="Scored/updated at or before (ISO date or date-time, UTC; a date is the whole day).")
 @click.option("--path", "path_glob", default=None, help="Path glob, e.g. '*/inbox/*.jpg'.")
 @click.option("--text", default=None, help="Substring of the path (case-insensitive).")
 @click.option("--uncertain/--certain", default=None, help="Only uncertain / only certain verdicts.")
 @click.option("--model-version", default=None)
-@click.option("--sort", "order_by", type=click.Choice(["id", "time", "path", "status", "label", "prob_ai"]), default="id")
+@click.option("--sort", "order_by", type=click.Choice(["id", "time", "path", "status", "label", "prob_ai", "confidence"]), default="id")
 @click.option("--desc", is_flag=True, help="Sort descending.")
 @click.option("--limit", type=int, default=None, help="At most N rows (table default: 100).")
 @click.option("--json", "as_json", is_flag=True, help="JSON array on stdout.")
@@ -254,27 +269,30 @@ def results(
     until: str | None, path_glob: str | None, text: str | None, uncertain: bool | None, model_version: str | None,
     order_by: str, desc: bool, limit: int | None, as_json: bool, as_csv: bool, export: Path | None,
 ) -> None:
-    """Query stored results with filters; print a table, JSON or CSV."""
-    from aidetect.db.engine import session_scope
-    from aidetect.db.migrate import init_db
-    from aidetect.db.queries import count_results, query_results, to_csv
+    """Query stored results with filters (one row per file); print a table, JSON or CSV."""
+    from aidetect.store import read_engine
+    from aidetect.store.migrate import init_db
+    from aidetect.store.results import ResultFilter, count, fetch_page, iter_rows, to_csv, to_json
 
     init_db()
-    filters: dict[str, Any] = {
-        "label": label, "status": list(status) or None, "prob_min": prob_min, "prob_max": prob_max,
-        "since": _parse_date(since), "until": _parse_date(until), "path_glob": path_glob, "text": text,
-        "uncertain": uncertain, "model_version": model_version,
-    }
+    f = ResultFilter(
+        label=label, status=tuple(status) or None, prob_min=prob_min, prob_max=prob_max,
+        since=_parse_when(since, "--since"), until=_parse_when(until, "--until"), path_glob=path_glob,
+        text=text or "", uncertain=uncertain, model_version=model_version, sort=order_by, descending=desc,
+    )
     table_mode = not (as_json or as_csv or export)
     eff_limit = limit if limit is not None else (100 if table_mode else None)
-    with session_scope() as s:
-        rows = query_results(s, order_by=order_by, descending=desc, limit=eff_limit, **filters)
-        total = count_results(s, **filters) if table_mode else len(rows)
+    engine = read_engine()
+    if eff_limit is None:
+        rows = list(iter_rows(engine, f, view="latest"))
+    else:
+        rows = fetch_page(engine, f, 0, eff_limit, view="latest") if eff_limit > 0 else []
+    total = count(engine, f, view="latest") if table_mode else len(rows)
     if export:
         _write_export(rows, export)
         click.echo(f"wrote {len(rows)} results to {export}", err=True)
     if as_json:
-        sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(to_json(rows) + "\n")
     elif as_csv:
         sys.stdout.write(to_csv(rows))
     elif table_mode:
@@ -285,10 +303,10 @@ def results(
         table.add_column("path", overflow="fold", ratio=1)
         for r in rows:
             table.add_row(
-                str(r["image_id"]), r["status"], short_label(r["label"], r["prob_ai"], r["uncertain"]) if r["label"] else "",
-                f"{r['prob_ai']:.3f}" if r["prob_ai"] is not None else "",
-                (r.get("uncertain_reason") or "yes") if r["uncertain"] else "", r["model_version"] or "",
-                r["error"] or (r["created"] or "")[:19].replace("T", " "), r["path"],
+                str(r.file_id), r.status, short_label(r.label, r.prob_ai, r.uncertain) if r.label else "",
+                f"{r.prob_ai:.3f}" if r.prob_ai is not None else "",
+                (r.uncertain_reason or "yes") if r.uncertain else "", r.model_version or "",
+                r.error or (r.time.isoformat() if r.time else "")[:19].replace("T", " "), r.path,
             )
         console.print(table)
         console.print(f"{len(rows)} of {total} matching results")

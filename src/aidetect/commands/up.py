@@ -135,14 +135,15 @@ def _requeue_stranded(older_than_s: float = 0.0) -> int | None:
     held them, a broker that lost its data while we were down): enqueue them again. Only
     when the queue is empty, so a backlog is not doubled (a doubled task is harmless: the
     task skips what is already scored). Returns None while the queue is not empty."""
-    from aidetect import ingest
+    from aidetect.store.status import stranded_ids
+    from aidetect.worker import broker
 
-    depth = ingest.queue_depth()
+    depth = broker.queue_depth()
     if depth is None or depth > 0:  # live messages (or unknown): look again later
         return None
-    ids = ingest.stranded_ids(older_than_s=older_than_s)
+    ids = stranded_ids(older_than_s=older_than_s)
     if ids:
-        ingest.enqueue(ids)
+        broker.enqueue(ids)
         click.echo(f"aidetect up: re-queued {len(ids)} images whose batch was lost", err=True)
     return len(ids)
 
@@ -150,16 +151,12 @@ def _requeue_stranded(older_than_s: float = 0.0) -> int | None:
 def _requeue_processing() -> int:
     """After our worker died: the images it was scoring (``processing``) lost their message
     (embedded broker) or wait for the visibility timeout (Redis); queue them now."""
-    from sqlalchemy import select
+    from aidetect.store.status import stranded_ids
+    from aidetect.worker import broker
 
-    from aidetect import ingest
-    from aidetect.db.engine import session_scope
-    from aidetect.db.models import Image
-
-    with session_scope() as s:
-        ids = list(s.scalars(select(Image.id).where(Image.status == "processing")).all())
+    ids = stranded_ids(status=("processing",))
     if ids:
-        ingest.enqueue(ids)
+        broker.enqueue(ids)
         click.echo(f"aidetect up: re-queued {len(ids)} images the dead worker held", err=True)
     return len(ids)
 
@@ -223,14 +220,15 @@ def up(
     settings = get_settings()
     settings.ensure_dirs()
 
-    from aidetect.db.migrate import init_db
-    from aidetect.db.registry import active_model
-    from aidetect.ingest import check_broker
-    from aidetect.watcher.pipeline import RegisterAndEnqueue, ScoredFileMover, known_final_paths
+    from aidetect.store.migrate import init_db
+    from aidetect.store.model_versions import active_model
+    from aidetect.store.status import known_final_paths
+    from aidetect.watcher.pipeline import RegisterAndEnqueue, ScoredFileMover
     from aidetect.watcher.service import InboxWatcher
+    from aidetect.worker import broker
 
     init_db()
-    check_broker(settings)
+    broker.check(settings)
     model = active_model()
     n_workers = 0 if no_workers else (workers or _default_workers())
     use_polling = settings.watch_polling if polling is None else polling
@@ -266,16 +264,14 @@ def up(
     watcher.start()
     mover = ScoredFileMover(settings.inbox, sink) if move_scored else None
 
-    broker = (
-        "embedded (filesystem, no server)" if settings.broker_is_embedded else settings.broker_url
-    )
+    where = broker.describe(settings)
     click.echo("aidetect up: the main job is running (Ctrl-C to stop)")
     click.echo(
         f"  inbox     {settings.inbox}   <- drop images here ({'polling' if use_polling else 'inotify'})"
     )
     click.echo(f"  database  {settings.database_url}")
     click.echo(f"  heatmaps  {settings.heatmap_dir}")
-    click.echo(f"  broker    {broker}")
+    click.echo(f"  broker    {where}")
     click.echo(f"  model     {model.version} ({model.path})")
     click.echo(
         f"  workers   {n_workers} processes (pid {worker.pid})"

@@ -20,15 +20,15 @@ def worker(concurrency: int | None, pool: str, name: str | None, loglevel: str, 
     to a newly promoted model between batches. Results go to the database.
     """
     from aidetect.config import get_settings
-    from aidetect.db.migrate import init_db
-    from aidetect.db.registry import active_model
-    from aidetect.ingest import check_broker
+    from aidetect.store.migrate import init_db
+    from aidetect.store.model_versions import active_model
+    from aidetect.worker import broker
 
     settings = get_settings()
     settings.ensure_dirs()
     init_db()
     row = active_model()  # registers the shipped model on first use (no torch here)
-    check_broker(settings)
+    broker.check(settings)
     from aidetect.worker.app import QUEUE, app
 
     conc = concurrency or os.cpu_count() or 1
@@ -44,7 +44,7 @@ def worker(concurrency: int | None, pool: str, name: str | None, loglevel: str, 
     ]
     if max_tasks_per_child:
         argv += ["--max-tasks-per-child", str(max_tasks_per_child)]
-    where = "embedded broker" if settings.broker_url.startswith("filesystem:") else settings.broker_url.split("@")[-1]
+    where = broker.describe(settings)
     click.echo(
         f"aidetect worker: {conc} x {pool} on {where}; model {row.version}; "
         f"database {settings.database_url.split('@')[-1]}; heatmaps {settings.heatmap_dir}",

@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from aidetect.errors import ImageLoadError
+
 # zlib level 1 with the RLE strategy and the fixed "Up" row filter: measured ~2x faster
 # than level 1 with the default strategy and adaptive filters (~7.5 vs ~14.6 ms CPU for a
 # 512 x 512 overlay), files about the same size. (Passing only the level would silently
@@ -56,10 +58,21 @@ def render_overlay(image: Image.Image | np.ndarray, cam: np.ndarray, max_side: i
     if (ow, oh) != (w, h):
         rgb = cv2.resize(rgb, (ow, oh), interpolation=cv2.INTER_AREA)
     base = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
-    cam8 = np.clip(cam * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    if cam8.shape != (oh, ow):
-        cam8 = cv2.resize(cam8, (ow, oh), interpolation=cv2.INTER_LINEAR)
-    heat = cv2.LUT(cv2.cvtColor(cam8, cv2.COLOR_GRAY2BGR), _JET)  # = applyColorMap(JET), no LUT rebuild
+    return blend_heat(base, jet_heat(cam, (ow, oh)), alpha)
+
+
+def jet_heat(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``cam`` (float in [0, 1], any size) as a BGR uint8 JET image of ``size`` (width,
+    height), resized bilinear: red = high importance, blue = low."""
+    cam8 = cam_to_png8(cam)
+    if cam8.shape != (size[1], size[0]):
+        cam8 = cv2.resize(cam8, size, interpolation=cv2.INTER_LINEAR)
+    return cv2.LUT(cv2.cvtColor(cam8, cv2.COLOR_GRAY2BGR), _JET)  # = applyColorMap(JET), no LUT rebuild
+
+
+def blend_heat(base: np.ndarray, heat: np.ndarray, alpha: float) -> np.ndarray:
+    """``alpha * heat + (1 - alpha) * base``, rounded; uint8 arrays of one shape and channel
+    order (BGR or RGB alike)."""
     return cv2.addWeighted(heat, float(alpha), base, 1.0 - float(alpha), 0.0)
 
 
@@ -68,10 +81,11 @@ def cam_to_png8(cam: np.ndarray) -> np.ndarray:
 
 
 def read_cam_png(path: str | Path) -> np.ndarray:
-    """Read a raw CAM file back as float32 in [0, 1]."""
+    """Read a raw CAM file back as float32 in [0, 1]; :class:`ImageLoadError` when the file
+    is missing or not a PNG OpenCV can decode."""
     arr = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if arr is None:
-        raise FileNotFoundError(str(path))
+        raise ImageLoadError(f"cannot read heatmap {path}")
     return arr.astype(np.float32) / 255.0
 
 

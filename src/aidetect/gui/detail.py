@@ -16,9 +16,10 @@ import numpy as np
 import ttkbootstrap as tb
 from PIL import Image, ImageTk
 
+from aidetect.explain.overlay import read_cam_png
 from aidetect.gui import imaging
-from aidetect.gui.queries import Row
 from aidetect.gui.tasks import TaskRunner
+from aidetect.store.results import ResultRow
 from aidetect.wording import word
 
 CAVEAT = "The heatmap shows where the model looked, not proof that the image was generated."
@@ -29,7 +30,7 @@ _GAP = 8
 class _Source:
     """Decoded inputs of the selected row (owned by the io lane once loaded)."""
 
-    row: Row
+    row: ResultRow
     image: Image.Image | None
     cam: np.ndarray | None
     overlay: Image.Image | None  # fallback when only the rendered overlay exists
@@ -37,7 +38,7 @@ class _Source:
     heat: Image.Image | None = None  # colourised CAM at image size, built on first render
 
 
-def load_source(row: Row) -> _Source:
+def load_detail(row: ResultRow) -> _Source:
     """Runs on the io lane: decode the image and its saved raw CAM."""
     image = cam = overlay = None
     problems: list[str] = []
@@ -45,9 +46,9 @@ def load_source(row: Row) -> _Source:
         image = imaging.open_image(row.path, max_side=1024)
     except Exception as exc:  # noqa: BLE001 - shown in the panel
         problems.append(f"image: {exc}")
-    if row.heatmap_path:
+    if row.cam_path:
         try:
-            cam = imaging.load_cam(row.heatmap_path)
+            cam = read_cam_png(row.cam_path)
         except Exception as exc:  # noqa: BLE001
             problems.append(f"heatmap: {exc}")
     if cam is None and row.overlay_path:
@@ -97,7 +98,7 @@ class DetailPanel(tb.Frame):
         super().__init__(master, padding=(10, 6))
         self.runner = runner
         self._on_error = on_error
-        self.row: Row | None = None
+        self.row: ResultRow | None = None
         self._src: _Source | None = None
         self._photo: ImageTk.PhotoImage | None = None
         self._render_after: str | None = None
@@ -148,21 +149,9 @@ class DetailPanel(tb.Frame):
         self.show_heat = tk.BooleanVar(value=True)
         self.side_by_side = tk.BooleanVar(value=False)
         self.opacity = tk.DoubleVar(value=45.0)
-        self.heat_toggle = tb.Checkbutton(
-            ctl,
-            text="Heatmap",
-            variable=self.show_heat,
-            bootstyle="round-toggle",
-            command=self.schedule_render,
-        )
+        self.heat_toggle = self._toggle(ctl, "Heatmap", self.show_heat)
         self.heat_toggle.pack(side="left")
-        self.side_toggle = tb.Checkbutton(
-            ctl,
-            text="Side by side",
-            variable=self.side_by_side,
-            bootstyle="round-toggle",
-            command=self.schedule_render,
-        )
+        self.side_toggle = self._toggle(ctl, "Side by side", self.side_by_side)
         self.side_toggle.pack(side="left", padx=(10, 0))
         tb.Label(ctl, text="Opacity").pack(side="left", padx=(8, 4))
         self.opacity_scale = tb.Scale(
@@ -195,7 +184,12 @@ class DetailPanel(tb.Frame):
         self._set_controls(False)
 
     # -- public ---------------------------------------------------------------------------
-    def show(self, row: Row | None) -> None:
+    def _toggle(self, parent: tk.Misc, text: str, variable: tk.BooleanVar) -> tb.Checkbutton:
+        return tb.Checkbutton(
+            parent, text=text, variable=variable, bootstyle="round-toggle", command=self.schedule_render
+        )
+
+    def show(self, row: ResultRow | None) -> None:
         """Show ``row`` (text at once, pictures when the io lane has decoded them)."""
         self.row = row
         self._src = None
@@ -207,7 +201,7 @@ class DetailPanel(tb.Frame):
             self._set_controls(False)
             return
         self.runner.submit(
-            "io", lambda: load_source(row), self._loaded, self._on_error, key="detail"
+            "io", lambda: load_detail(row), self._loaded, self._on_error, key="detail"
         )
 
     @property
@@ -217,7 +211,7 @@ class DetailPanel(tb.Frame):
         )
 
     # -- internals ------------------------------------------------------------------------
-    def _fill_text(self, row: Row | None) -> None:
+    def _fill_text(self, row: ResultRow | None) -> None:
         if row is None:
             self.title.configure(text="No image selected")
             self.verdict.configure(text="", bootstyle="default")

@@ -2,8 +2,9 @@
 decode and fit images for display, thumbnails, and re-blending a saved raw Grad-CAM map
 over the original at any opacity.
 
-The colour map is the one pytorch-grad-cam's overlays use (OpenCV's JET): red = most
-influence on the verdict, blue = least.
+Colouring and blending are the core's (:mod:`aidetect.explain.overlay`, the same JET map as
+the saved overlay files): red = most influence on the verdict, blue = least. This module only
+turns them into the RGB Pillow images the window shows.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-from aidetect.errors import ImageLoadError
+from aidetect.explain import overlay
+from aidetect.model.decode import load_image
 
 THUMB_SIDE = 40
 # Upscale small images (CIFAKE is 32x32) with hard pixels rather than a blur: what the person
@@ -22,14 +24,9 @@ _NEAREST_BELOW = 128
 
 
 def open_image(path: str | Path, max_side: int = 1024) -> Image.Image:
-    """Decode an image file as RGB, EXIF-rotated, no larger than ``max_side`` on its long side."""
-    try:
-        with Image.open(path) as im:
-            im.draft("RGB", (max_side, max_side))  # JPEG: decode at reduced scale, much faster
-            im = ImageOps.exif_transpose(im)
-            im = im.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageLoadError(f"cannot open image {path}: {exc}") from exc
+    """Decode an image file as the model sees it (``aidetect.model.decode``: upright RGB,
+    transparency on white), no larger than ``max_side`` on its long side."""
+    im = load_image(path, draft=max_side)  # JPEG: decoded at reduced scale, much faster
     if max(im.size) > max_side:
         im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return im
@@ -57,45 +54,14 @@ def fit(im: Image.Image, width: int, height: int, pad: bool = False) -> Image.Im
     return im
 
 
-def load_cam(path: str | Path) -> np.ndarray:
-    """A saved raw Grad-CAM map as float32 HxW in [0, 1] (``.npy``, ``.npz`` or a grey PNG)."""
-    p = Path(path)
-    try:
-        if p.suffix == ".npy":
-            cam = np.load(p, allow_pickle=False)
-        elif p.suffix == ".npz":
-            with np.load(p, allow_pickle=False) as z:
-                cam = z[z.files[0]]
-        else:
-            with Image.open(p) as im:
-                cam = np.asarray(im)
-                if cam.ndim == 3:
-                    cam = cam[..., 0]
-                cam = cam.astype(np.float32) / (65535.0 if cam.dtype == np.uint16 else 255.0)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ImageLoadError(f"cannot read heatmap {p}: {exc}") from exc
-    cam = np.asarray(cam, dtype=np.float32)
-    if cam.ndim == 3:
-        cam = cam.squeeze()
-    return np.clip(np.nan_to_num(cam), 0.0, 1.0)
-
-
 def colorize(cam: np.ndarray, size: tuple[int, int]) -> Image.Image:
     """The CAM as a JET heat image (red = high) of ``size`` (width, height)."""
-    import cv2  # local: only the image lanes pay for importing OpenCV
-
-    grey = Image.fromarray(np.uint8(np.round(cam * 255)), mode="L")
-    grey = grey.resize(size, Image.Resampling.BILINEAR)
-    bgr = cv2.applyColorMap(np.asarray(grey), cv2.COLORMAP_JET)
-    return Image.fromarray(bgr[..., ::-1].copy(), mode="RGB")
+    return Image.fromarray(np.ascontiguousarray(overlay.jet_heat(cam, size)[..., ::-1]))
 
 
 def blend(image: Image.Image, heat: Image.Image, alpha: float) -> Image.Image:
     """``(1 - alpha) * image + alpha * heat`` (both RGB of the same size)."""
-    alpha = float(min(1.0, max(0.0, alpha)))
-    if heat.size != image.size:
-        heat = heat.resize(image.size, Image.Resampling.BILINEAR)
-    return Image.blend(image, heat, alpha)
+    return Image.fromarray(overlay.blend_heat(np.asarray(image), np.asarray(heat), alpha))
 
 
 def legend_bar(width: int = 160, height: int = 12) -> Image.Image:

@@ -2,7 +2,7 @@
 directory once and scores and explains batches; ``verdict`` holds one result, ``views`` the
 crop plan and heatmap stitching, ``decoding`` the input decoding."""
 
-from aidetect.inference.decoding import Item
+from aidetect.inference.decoding import ImageInput
 from aidetect.inference.detector import Detector, Prepared
 from aidetect.inference.verdict import Verdict
 from aidetect.inference.views import (
@@ -14,5 +14,5 @@ from aidetect.inference.views import (
            tile_grid,
 )
 
-__all__ = ["CAM_MAX_SIDE", "Detector", "Item", "Prepared", "Verdict", "ViewPlan", "cam_canvas_size", "plan_views",
+__all__ = ["CAM_MAX_SIDE", "Detector", "ImageInput", "Prepared", "Verdict", "ViewPlan", "cam_canvas_size", "plan_views",
            "stitch", "tile_grid"]

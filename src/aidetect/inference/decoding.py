@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from aidetect.model import load_image
-from aidetect.model.preprocess import _to_rgb
+from aidetect.model.decode import load_image, to_rgb
 
-Item = str | Path | bytes | Image.Image
+ImageInput = str | Path | bytes | Image.Image
 
 
 @dataclass
@@ -26,7 +25,7 @@ class Decoded:
     format: str | None
 
 
-def source_name(item: Item, index: int) -> str:
+def source_name(item: ImageInput, index: int) -> str:
     if isinstance(item, bytes):
         return f"<bytes #{index}>"
     if isinstance(item, Image.Image):
@@ -34,10 +33,10 @@ def source_name(item: Item, index: int) -> str:
     return str(item)
 
 
-def decode_item(item: Item, name: str) -> tuple[Image.Image, str, str | None]:
+def decode_item(item: ImageInput, name: str) -> tuple[Image.Image, str, str | None]:
     """(RGB image, sha256, format) or ImageLoadError."""
     if isinstance(item, Image.Image):
-        img = _to_rgb(item)
+        img = to_rgb(item)
         return img, hashlib.sha256(img.tobytes()).hexdigest(), item.format
     if isinstance(item, bytes):
         data = item

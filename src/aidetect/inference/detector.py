@@ -39,13 +39,14 @@ from aidetect.explain.overlay import (
     render_overlay,
     write_png,
 )
-from aidetect.inference.decoding import Decoded, Item, decode_item, source_name
+from aidetect.inference.decoding import Decoded, ImageInput, decode_item, source_name
 from aidetect.inference.verdict import Verdict
 from aidetect.inference.views import ViewPlan, plan_views, stitch
 from aidetect.model import AI_INDEX, CLASSES, EvalPreset, ModelCard, load_model_dir
 from aidetect.model.card import CARD_FILE
+from aidetect.model.decode import to_rgb
 from aidetect.model.ood import FeatureTap, flat_share, load_ood
-from aidetect.model.preprocess import Normalisation, _to_rgb
+from aidetect.model.preprocess import Normalisation
 from aidetect.runtime import tune_malloc
 from aidetect.wording import uncertainty
 
@@ -170,7 +171,7 @@ class Detector:
     # -- public API ----------------------------------------------------------------------
     def classify(
         self,
-        items: Sequence[Item],
+        items: Sequence[ImageInput],
         explain: bool = True,
         target: Target = "predicted",
         heatmap_dir: str | Path | None = None,
@@ -190,7 +191,7 @@ class Detector:
         self,
         verdict: Verdict,
         out_dir: str | Path,
-        image: Item | None = None,
+        image: ImageInput | None = None,
     ) -> tuple[Path, Path]:
         """Write the raw CAM (8-bit grayscale PNG) and the overlay PNG of an explained
         verdict under ``out_dir``; returns (cam_path, overlay_path). Files already there
@@ -207,7 +208,7 @@ class Detector:
             return self._write(verdict, Path(out_dir), image)
 
     # -- internals ----------------------------------------------------------------------
-    def prepare(self, items: Sequence[Item], keep_overlay_base: bool = False) -> Prepared:
+    def prepare(self, items: Sequence[ImageInput], keep_overlay_base: bool = False) -> Prepared:
         """Decode + preprocess stage only (no model): the verdict shells (errors filled in
         for bad items) and the normalised batch of views. ``classify`` = this + the pass.
         Decoded images are not kept (a batch of large photos would hold gigabytes); with
@@ -259,7 +260,7 @@ class Detector:
                 verdicts[d.index].timings["preprocess"] += share
         return Prepared(verdicts, decoded, plans, rows, batch, routed, flat)
 
-    def _classify(self, items: list[Item], explain: bool, target: Target, heatmap_dir: str | Path | None) -> list[Verdict]:
+    def _classify(self, items: list[ImageInput], explain: bool, target: Target, heatmap_dir: str | Path | None) -> list[Verdict]:
         prep = self.prepare(items, keep_overlay_base=heatmap_dir is not None)
         if prep.routed:
             self._classify_small(prep, explain, target, heatmap_dir)
@@ -375,7 +376,7 @@ class Detector:
             arr = cv2.resize(arr, size, interpolation=cv2.INTER_AREA)
         return arr
 
-    def _write(self, verdict: Verdict, out_dir: Path, image: Item | np.ndarray) -> tuple[Path, Path]:
+    def _write(self, verdict: Verdict, out_dir: Path, image: ImageInput | np.ndarray) -> tuple[Path, Path]:
         assert verdict.cam is not None and verdict.sha256 is not None
         cam_rel, ov_rel = heatmap_names(
             verdict.sha256, self.version, verdict.cam_method or self.cam_method,
@@ -388,7 +389,7 @@ class Detector:
             if isinstance(image, np.ndarray):
                 img: Image.Image | np.ndarray = image
             elif isinstance(image, Image.Image):
-                img = _to_rgb(image)
+                img = to_rgb(image)
             else:
                 img = decode_item(image, verdict.source)[0]
             write_png(

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from aidetect.result import result_object
+
 
 @dataclass
 class Verdict:
@@ -39,28 +41,18 @@ class Verdict:
     def ok(self) -> bool:
         return self.error is None
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict (everything but the CAM array)."""
-        return {
-            "path": self.source,
-            "sha256": self.sha256,
-            "label": self.label,
-            "prob_ai": self.prob_ai,
-            "uncertain": self.uncertain,
-            "uncertain_reason": self.uncertain_reason,
-            "ood_score": self.ood_score,
-            "model_version": self.model_version,
-            "scored_by": self.scored_by,
-            "error": self.error,
-            "width": self.width,
-            "height": self.height,
-            "format": self.format,
-            "tiles": self.tiles,
-            "cam_method": self.cam_method,
-            "cam_target": self.cam_target,
-            "cam_class": self.cam_class,
-            "cam_path": self.cam_path,
-            "overlay_path": self.overlay_path,
-            "heatmap_error": self.heatmap_error,
-            "timings": {k: round(v, 6) for k, v in self.timings.items()},
+    def as_result(self) -> dict[str, Any]:
+        """The JSON result object (:mod:`aidetect.result`), then the views scored and what
+        the heatmap explains."""
+        values = {
+            "path": self.source, "sha256": self.sha256, "status": "failed" if self.error else "done",
+            "label": self.label, "prob_ai": self.prob_ai, "uncertain": self.uncertain,
+            "uncertain_reason": self.uncertain_reason, "ood_score": self.ood_score,
+            "model_version": self.model_version or None, "scored_by": self.scored_by, "error": self.error,
+            "width": self.width, "height": self.height, "format": self.format,
+            "cam_path": self.cam_path, "overlay_path": self.overlay_path,
         }
+        return result_object(
+            values, tiles=self.tiles, cam_method=self.cam_method, cam_class=self.cam_class,
+            heatmap_error=self.heatmap_error,
+        )

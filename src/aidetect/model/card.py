@@ -1,16 +1,17 @@
-"""The JSON model card that travels with the weights, and the verdict rule it defines."""
+"""The JSON model card that travels with the weights, and the verdict rule it defines.
+Imports no torch: the store and the CLI read cards before any model is loaded."""
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aidetect.jsonutil import clean_json
-from aidetect.model.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from aidetect.jsonutil import clean_json, json_default
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "model.safetensors"
 # Output index of each canonical class. Every model in this project emits logits in this
@@ -56,7 +57,7 @@ class ModelCard:
     def to_json(self) -> str:
         """Strict JSON (NaN and infinities as null: PostgreSQL's JSON type refuses them, and an
         AUC of a one-class source is NaN)."""
-        return json.dumps(clean_json(asdict(self)), indent=2, sort_keys=False, default=_json_default, allow_nan=False)
+        return json.dumps(clean_json(asdict(self)), indent=2, sort_keys=False, default=json_default, allow_nan=False)
 
     def save(self, model_dir: Path) -> None:
         (model_dir / CARD_FILE).write_text(self.to_json() + "\n", encoding="utf-8")
@@ -71,11 +72,3 @@ class ModelCard:
         return cls.from_dict(json.loads((model_dir / CARD_FILE).read_text(encoding="utf-8")))
 
 
-def _json_default(obj: object) -> object:
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

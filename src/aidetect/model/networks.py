@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aidetect.model.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from aidetect.model.card import IMAGENET_MEAN, IMAGENET_STD
 from aidetect.model.registry import register_model
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from aidetect.errors import AidetectError, ImageLoadError
-from aidetect.jsonutil import clean_json
+from aidetect.jsonutil import clean_json, json_default
 from aidetect.model.preprocess import load_image, reencode
 from aidetect.trainer.metrics import classification_metrics, short
 from aidetect.trainer.sources import Selection, eval_selection, load_sources, parse_label_map
@@ -79,7 +79,7 @@ class EvalConfig:
     engine: str = "auto"  # auto | detector | direct
 
 
-class Scorer:
+class EvalScorer:
     """Calibrated P(ai) for PIL images. Uses :class:`aidetect.inference.Detector` (what
     ``predict``, the workers and the GUI use: tiling of large images included) when it is
     available; otherwise the model with :class:`EvalPreset`, which gives the same numbers
@@ -93,13 +93,9 @@ class Scorer:
         self.model, self.card = load_model_dir(self.model_dir)
         self.detector = None
         if engine in ("auto", "detector"):
-            try:
-                from aidetect.inference import Detector
-            except ImportError:
-                if engine == "detector":
-                    raise
-            else:
-                self.detector = Detector(model_dir=self.model_dir, device="cpu")
+            from aidetect.inference import Detector
+
+            self.detector = Detector(model_dir=self.model_dir, device="cpu")
         self.engine = "detector" if self.detector is not None else "direct"
 
     def __call__(self, images: Sequence[Image.Image]) -> np.ndarray:
@@ -190,7 +186,7 @@ def run_evaluation(cfg: EvalConfig) -> EvalResult:
         torch.set_num_threads(cfg.threads)
     t_start = time.perf_counter()
     sources = load_sources(cfg.data, parse_label_map(cfg.label_map), cfg.group_split)  # data errors first, before the model
-    scorer = Scorer(cfg.model_dir, cfg.engine)
+    scorer = EvalScorer(cfg.model_dir, cfg.engine)
     card = scorer.card
     sel, data_record = eval_selection(sources, cfg.split)
     if cfg.limit and len(sel) > cfg.limit:
@@ -270,7 +266,7 @@ def run_evaluation(cfg: EvalConfig) -> EvalResult:
 
     plots = write_plots(out, card, probs["clean"], y, overall)
     metrics["plots"] = plots
-    (out / "metrics.json").write_text(json.dumps(clean_json(metrics), indent=2, default=_jd) + "\n", encoding="utf-8")
+    (out / "metrics.json").write_text(json.dumps(clean_json(metrics), indent=2, default=json_default) + "\n", encoding="utf-8")
     write_report(out, metrics, card, faith_md)
     return EvalResult(metrics, out)
 
@@ -314,11 +310,9 @@ def shortcut_probe(images: list[Image.Image], y: np.ndarray, groups: list[str]) 
     return out
 
 
-def _faithfulness(scorer: Scorer, images: list[Image.Image], n: int) -> tuple[dict[str, Any], str]:
-    try:
-        from aidetect.explain.faithfulness import deletion_test, faithfulness_markdown
-    except ImportError as exc:
-        raise AidetectError(f"--explain needs aidetect.explain.faithfulness ({exc})") from exc
+def _faithfulness(scorer: EvalScorer, images: list[Image.Image], n: int) -> tuple[dict[str, Any], str]:
+    from aidetect.trainer.faithfulness import deletion_test, faithfulness_markdown
+
     det = scorer.detector
     if det is None:
         from aidetect.inference import Detector
@@ -338,15 +332,3 @@ def _data_name(data: list[str]) -> str:
         name = d.split("=", 1)[0] if "=" in d and not Path(d).exists() else Path(d.rstrip("/")).stem
         names.append(name.replace("/", "_"))
     return "+".join(names)[:60]
-
-
-def _jd(o: object) -> object:
-    if isinstance(o, float | np.floating):
-        return None if not np.isfinite(o) else float(o)
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    return str(o)

@@ -119,7 +119,7 @@ class SourceData:
 
 
 @dataclass
-class Item:
+class ExampleRef:
     """A reference to one example: source index, split, row index."""
 
     source: int
@@ -132,7 +132,7 @@ class Selection:
     """Labelled examples drawn from one or more sources (for one role: train/val/test)."""
 
     sources: list[SourceData]
-    items: list[Item] = field(default_factory=list)
+    items: list[ExampleRef] = field(default_factory=list)
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     groups: list[str] = field(default_factory=list)
 
@@ -551,7 +551,7 @@ def _select(sources: list[SourceData], parts: list[tuple[int, str, np.ndarray]])
     for src, split, rows in parts:
         all_labels = sources[src].canonical_labels(split)
         all_groups = sources[src].groups(split)
-        sel.items.extend(Item(src, split, int(r)) for r in rows)
+        sel.items.extend(ExampleRef(src, split, int(r)) for r in rows)
         labs.append(all_labels[rows])
         groups.extend(all_groups[int(r)] for r in rows)
     sel.labels = np.concatenate(labs) if labs else np.zeros(0, dtype=np.int64)

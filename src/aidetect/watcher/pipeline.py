@@ -10,13 +10,11 @@ from pathlib import Path
 
 log = logging.getLogger("aidetect.watcher")
 
-FINAL = ("done", "failed")
-
 
 class RegisterAndEnqueue:
-    """The watcher's sink: ``register_files`` (hash, one row per distinct content) then
-    ``enqueue`` (batched tasks). Content already scored by the active model is not queued
-    again. With ``track``, remembers path -> image id for :class:`ScoredFileMover`."""
+    """The watcher's sink: ``ingest.submit`` to the workers (hash, a row per file and per
+    distinct content, batched tasks). Content already scored by the active model is not
+    queued again. With ``track``, remembers path -> image id for :class:`ScoredFileMover`."""
 
     def __init__(self, inbox: Path, track: bool = False) -> None:
         self.inbox = inbox
@@ -27,48 +25,15 @@ class RegisterAndEnqueue:
         self.lock = threading.Lock()
 
     def __call__(self, paths: list[str]) -> None:
-        from aidetect.ingest import enqueue, register_files
+        from aidetect.ingest import submit
 
-        reg = register_files([Path(p) for p in paths], root=self.inbox)
+        reg = submit([Path(p) for p in paths], root=self.inbox, route="workers").registration
         self.registered += len(paths)
-        if reg:
-            enqueue(list(reg))
-            self.enqueued += len(reg)
+        self.enqueued += len(reg)
         if self.track:
             with self.lock:
                 self.pending.update(zip(paths, reg.ids, strict=True))
         log.info("%d files complete -> %d queued", len(paths), len(reg))
-
-
-def known_final_paths(paths: list[str]) -> set[str]:
-    """The paths whose image row is final (done/failed) for this very file: same path, same
-    size, and not modified since the row was last updated. The start-up scan skips them, so
-    a restart neither re-hashes a large inbox nor re-scores it with a newly promoted model
-    (that is what ``aidetect scan --rescore`` is for)."""
-    import os
-    from datetime import UTC
-
-    from sqlalchemy import select
-
-    from aidetect.db.engine import session_scope
-    from aidetect.db.models import Image
-
-    with session_scope() as s:
-        rows = s.execute(
-            select(Image.path, Image.size, Image.updated).where(
-                Image.path.in_(paths), Image.status.in_(FINAL)
-            )
-        ).all()
-    out: set[str] = set()
-    for path, size, updated in rows:
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        stamp = updated if updated.tzinfo else updated.replace(tzinfo=UTC)
-        if (size is None or st.st_size == size) and st.st_mtime <= stamp.timestamp():
-            out.add(path)
-    return out
 
 
 class ScoredFileMover:
@@ -83,28 +48,19 @@ class ScoredFileMover:
         self.moved = 0
 
     def run_once(self) -> int:
-        from sqlalchemy import select, update
-
-        from aidetect.db.engine import session_scope
-        from aidetect.db.models import Image
+        from aidetect.store import status as store_status
+        from aidetect.store import writes
+        from aidetect.store.tables import FINAL_STATUSES
 
         with self.sink.lock:
             pending = dict(self.sink.pending)
         if not pending:
             return 0
-        ids = sorted(set(pending.values()))
-        status: dict[int, str] = {}
-        with session_scope() as s:
-            for i in range(0, len(ids), 500):
-                status.update(
-                    s.execute(
-                        select(Image.id, Image.status).where(Image.id.in_(ids[i : i + 500]))
-                    ).all()
-                )
+        status = store_status.image_statuses(sorted(set(pending.values())))
         moves: list[tuple[str, int, Path]] = []
         for path, image_id in pending.items():
             st = status.get(image_id)
-            if st not in FINAL:
+            if st not in FINAL_STATUSES:
                 continue
             src = Path(path)
             with self.sink.lock:
@@ -123,14 +79,8 @@ class ScoredFileMover:
                 log.warning("could not move %s: %s", src, exc)
                 continue
             moves.append((path, image_id, dest))
-        if moves:
-            with session_scope() as s:
-                for path, image_id, dest in moves:
-                    s.execute(
-                        update(Image)
-                        .where(Image.id == image_id, Image.path == path)
-                        .values(path=str(dest))
-                    )
+        for path, _image_id, dest in moves:
+            writes.move_file(path, str(dest))
         self.moved += len(moves)
         return len(moves)
 

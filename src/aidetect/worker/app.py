@@ -10,32 +10,19 @@ to the database.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from celery import Celery
 
 from aidetect.config import Settings, get_settings
+from aidetect.worker.broker import QUEUE, TASK_NAME, embedded_dirs, is_embedded
 
-QUEUE = "aidetect"
-TASK_NAME = "aidetect.score_batch"
 SOFT_TIME_LIMIT_S = 60  # a batch of 16 large tiled images takes a few seconds on one core
 HARD_TIME_LIMIT_S = 90  # also the safety net when a pool loses track of a job (celery#2011)
 VISIBILITY_TIMEOUT_S = HARD_TIME_LIMIT_S + 210  # must exceed the longest task
 MAX_TASKS_PER_CHILD = 500
 MAX_MEMORY_PER_CHILD_KB = 2_000_000
 EMBEDDED_POLL_S = 0.1
-
-
-def embedded_dirs(settings: Settings) -> dict[str, Path]:
-    """Folders of the embedded (filesystem) broker for ``settings.broker_url``."""
-    raw = settings.broker_url.split("://", 1)[1] if "://" in settings.broker_url else ""
-    base = Path(raw).expanduser() if raw.strip("/") else settings.home / "broker"
-    return {"queue": base / "queue", "processed": base / "processed", "control": base / "control"}
-
-
-def is_embedded(settings: Settings) -> bool:
-    return settings.broker_url.startswith("filesystem:")
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Score a batch of stored images: the one code path used by the Celery task and by
 in-process scoring (``aidetect.ingest.score_inline``). Imports no Celery; imports torch
-(through :mod:`aidetect.inference`) only when a :class:`Scorer` first loads a model.
+(through :mod:`aidetect.inference`) only when a :class:`BatchScorer` first loads a model.
 
 Steps for a batch of image ids: pick up the active model version (switching models between
 batches when it changed), skip images already scored by that version (a redelivered task
@@ -20,15 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
-
 from aidetect.config import get_settings
-from aidetect.db.engine import session_scope
-from aidetect.db.migrate import init_db
-from aidetect.db.models import Image, Prediction, utcnow
-from aidetect.db.registry import active_model
+from aidetect.store import writes
+from aidetect.store.model_versions import active_model
+from aidetect.store.tables import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -51,38 +46,7 @@ def _one_line(exc: BaseException | str) -> str:
     return msg[:500]
 
 
-def upsert_prediction(session: Session, values: dict[str, Any]) -> None:
-    """Insert or replace the prediction of (image_id, model_version): idempotent."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
-        stmt = sqlite.insert(Prediction).values(**values)
-    elif dialect == "postgresql":
-        stmt = postgresql.insert(Prediction).values(**values)
-    else:  # pragma: no cover - other backends: delete + insert in the same transaction
-        session.query(Prediction).filter_by(
-            image_id=values["image_id"], model_version=values["model_version"]
-        ).delete()
-        session.add(Prediction(**values))
-        return
-    keep = {"image_id", "model_version"}
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["image_id", "model_version"],
-        set_={k: stmt.excluded[k] for k in values if k not in keep},
-    )
-    session.execute(stmt)
-
-
-def mark_failed(ids: Sequence[int], reason: str, only_status: Sequence[str] | None = None) -> None:
-    if not ids:
-        return
-    with session_scope() as s:
-        stmt = update(Image).where(Image.id.in_(list(ids)))
-        if only_status:
-            stmt = stmt.where(Image.status.in_(list(only_status)))
-        s.execute(stmt.values(status="failed", error=reason, updated=utcnow()))
-
-
-class Scorer:
+class BatchScorer:
     """Holds one Detector for the active model version; reloads when the version changes."""
 
     def __init__(self) -> None:
@@ -116,35 +80,11 @@ class Scorer:
 
     def score(self, image_ids: Sequence[int], force: bool = False) -> BatchReport:
         t0 = time.perf_counter()
-        init_db()
         version = self.ensure_model()
         report = BatchReport(model_version=version)
-        ids = sorted({int(i) for i in image_ids})
-        with session_scope() as s:
-            rows = s.scalars(select(Image).where(Image.id.in_(ids)).order_by(Image.id)).all()
-            scored = set(
-                s.scalars(
-                    select(Prediction.image_id).where(
-                        Prediction.image_id.in_(ids), Prediction.model_version == version
-                    )
-                ).all()
-            )
-            todo: list[tuple[int, str, str | None]] = []
-            for r in rows:
-                if r.sha256 is None:  # failed at registration (unreadable path): final
-                    report.skipped += 1
-                elif not force and r.id in scored and r.status in ("done", "processing", "queued"):
-                    if r.status != "done":
-                        r.status, r.error, r.updated = "done", None, utcnow()
-                    report.skipped += 1
-                else:
-                    todo.append((r.id, r.path, r.sha256))
-            if todo:
-                s.execute(
-                    update(Image)
-                    .where(Image.id.in_([t[0] for t in todo]))
-                    .values(status="processing", updated=utcnow())
-                )
+        claim = writes.claim(image_ids, version, force=force)
+        report.skipped = claim.skipped
+        todo = claim.todo
         if not todo:
             report.seconds = time.perf_counter() - t0
             return report
@@ -154,9 +94,9 @@ class Scorer:
         t_inf = time.perf_counter()
         verdicts = self._classify([t[1] for t in todo], heatmap_dir)  # CAM files written here
         inf_s = time.perf_counter() - t_inf
-        writes: list[tuple[int, dict[str, Any], dict[str, Any] | None]] = []
+        outcomes: list[writes.ScoreRecord] = []
         for (image_id, _path, sha), v in zip(todo, verdicts, strict=True):
-            img_vals: dict[str, Any] = {"updated": utcnow()}
+            img_vals: dict[str, Any] = {}
             for attr in ("width", "height", "format"):
                 val = getattr(v, attr, None)
                 if val is not None:
@@ -164,14 +104,14 @@ class Scorer:
             if getattr(v, "error", None) or getattr(v, "label", None) is None:
                 reason = v.error or "no verdict"
                 img_vals.update(status="failed", error=reason)
-                writes.append((image_id, img_vals, None))
+                outcomes.append(writes.ScoreRecord(image_id, img_vals))
                 report.failed += 1
                 report.errors[image_id] = reason
                 continue
             if v.sha256 and sha and v.sha256 != sha:
                 reason = "file changed since it was registered (content hash differs)"
                 img_vals.update(status="failed", error=reason)
-                writes.append((image_id, img_vals, None))
+                outcomes.append(writes.ScoreRecord(image_id, img_vals))
                 report.failed += 1
                 report.errors[image_id] = reason
                 continue
@@ -186,7 +126,6 @@ class Scorer:
             timings["batch_s"] = round(inf_s, 4)
             timings["batch_size"] = len(todo)
             pred = {
-                "image_id": image_id,
                 "model_version": v.model_version or version,
                 "label": v.label,
                 "prob_ai": float(v.prob_ai),
@@ -194,20 +133,16 @@ class Scorer:
                 "uncertain_reason": v.uncertain_reason,
                 "ood_score": v.ood_score,
                 "scored_by": v.scored_by,
-                "heatmap_path": cam_path,
+                "cam_path": cam_path,
                 "overlay_path": overlay_path,
                 "timings": timings,
                 "worker": self.worker_name,
                 "created": utcnow(),
             }
             img_vals.update(status="done", error=None)
-            writes.append((image_id, img_vals, pred))
+            outcomes.append(writes.ScoreRecord(image_id, img_vals, pred))
             report.done += 1
-        with session_scope() as s:
-            for image_id, img_vals, pred in writes:
-                if pred is not None:
-                    upsert_prediction(s, pred)
-                s.execute(update(Image).where(Image.id == image_id).values(**img_vals))
+        writes.record(outcomes)
         report.seconds = time.perf_counter() - t0
         return report
 

@@ -16,21 +16,14 @@ import logging
 import os
 import threading
 import time
-from datetime import timedelta
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import task_failure, worker_process_init, worker_ready, worker_shutdown
-from sqlalchemy import delete, select
 
-from aidetect.config import get_settings
-from aidetect.worker.app import (
-    HARD_TIME_LIMIT_S,
-    SOFT_TIME_LIMIT_S,
-    TASK_NAME,
-    embedded_dirs,
-    is_embedded,
-)
+from aidetect.config import get_settings, redact_url
+from aidetect.worker.app import HARD_TIME_LIMIT_S, SOFT_TIME_LIMIT_S
+from aidetect.worker.broker import TASK_NAME, embedded_dirs, is_embedded
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 2.0
@@ -42,15 +35,15 @@ _scorer = None
 def _get_scorer():  # noqa: ANN202
     global _scorer
     if _scorer is None:
-        from aidetect.worker.scoring import Scorer
+        from aidetect.worker.scoring import BatchScorer
 
-        _scorer = Scorer()
+        _scorer = BatchScorer()
     return _scorer
 
 
 @worker_process_init.connect
 def _init_child(**_kwargs: object) -> None:
-    from aidetect.db.engine import reset_engines
+    from aidetect.store.engine import reset_engines
 
     reset_engines()
     import torch
@@ -74,7 +67,7 @@ def _ready_file(main_pid: int):  # noqa: ANN202
 
 @shared_task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True)
 def score_batch(image_ids: list[int], force: bool = False) -> dict[str, int]:
-    from aidetect.worker.scoring import mark_failed
+    from aidetect.store.writes import mark_failed
 
     try:
         report = _get_scorer().score(image_ids, force=force)
@@ -107,7 +100,7 @@ def _on_task_failure(sender=None, exception=None, args=None, kwargs=None, **_kw:
         return
     ids = (args[0] if args else None) or (kwargs or {}).get("image_ids") or []
     try:
-        from aidetect.worker.scoring import mark_failed
+        from aidetect.store.writes import mark_failed
 
         reason = (
             f"scoring was stopped by the {HARD_TIME_LIMIT_S} s hard time limit"
@@ -124,9 +117,8 @@ _stop = threading.Event()
 
 
 def _beat_loop(name: str, concurrency: int) -> None:
-    from aidetect.db.engine import session_scope
-    from aidetect.db.migrate import init_db
-    from aidetect.db.models import WorkerBeat, utcnow
+    from aidetect.store import writes
+    from aidetect.store.migrate import init_db
 
     settings = get_settings()
     init_db()
@@ -138,14 +130,7 @@ def _beat_loop(name: str, concurrency: int) -> None:
         _stop.wait(0.2)
     while not _stop.is_set():
         try:
-            with session_scope() as s:
-                row = s.scalar(select(WorkerBeat).where(WorkerBeat.name == name))
-                if row is None:
-                    row = WorkerBeat(name=name, started=utcnow())
-                    s.add(row)
-                row.pid, row.concurrency, row.last_seen = os.getpid(), concurrency, utcnow()
-                row.broker = settings.broker_url.split("@")[-1]
-                s.execute(delete(WorkerBeat).where(WorkerBeat.last_seen < utcnow() - timedelta(hours=1)))
+            writes.beat(name, os.getpid(), concurrency, redact_url(settings.broker_url))
         except Exception as exc:  # noqa: BLE001 - a locked/unreachable DB must not kill the worker
             log.warning("heartbeat not written: %s", exc)
         if processed is not None:
@@ -180,12 +165,10 @@ def _stop_heartbeat(sender=None, **_kwargs: object) -> None:  # noqa: ANN001
     with contextlib.suppress(OSError):
         _ready_file(os.getpid()).unlink(missing_ok=True)
     try:
-        from aidetect.db.engine import session_scope
-        from aidetect.db.models import WorkerBeat
+        from aidetect.store.writes import forget_worker
 
         name = getattr(sender, "hostname", None)
         if name:
-            with session_scope() as s:
-                s.execute(delete(WorkerBeat).where(WorkerBeat.name == name))
+            forget_worker(name)
     except Exception:  # noqa: BLE001
         pass

@@ -17,14 +17,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aidetect.config import get_settings
-from aidetect.db.engine import session_scope
-from aidetect.db.migrate import init_db
-from aidetect.db.models import ModelVersion, utcnow
 from aidetect.errors import AidetectError, ModelLoadError
 from aidetect.jsonutil import clean_json
-
-CARD_FILE = "card.json"
-WEIGHTS_FILE = "model.safetensors"
+from aidetect.model.card import CARD_FILE, WEIGHTS_FILE
+from aidetect.store.engine import session_scope
+from aidetect.store.migrate import init_db
+from aidetect.store.tables import ModelVersion, utcnow
 
 
 def read_card(model_dir: Path | str) -> dict[str, Any]:

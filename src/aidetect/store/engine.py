@@ -6,6 +6,9 @@ own transaction handling is switched off, as the SQLAlchemy docs describe for
 upgrade fails at once in WAL mode and ignores the busy timeout, an immediate one waits.
 Any other URL (PostgreSQL) is used as is.
 
+Readers that must never queue behind a writer (the dashboard) use :func:`read_engine`: on
+SQLite it reads in autocommit mode (WAL readers take no lock); elsewhere it is the writer's.
+
 Engines are cached per URL and per process: a forked child (Celery prefork) gets its own.
 """
 
@@ -26,7 +29,7 @@ from aidetect.config import get_settings
 BUSY_TIMEOUT_S = 30.0
 
 _lock = threading.Lock()
-_engines: dict[tuple[int, str], Engine] = {}
+_engines: dict[tuple[int, str, str], Engine] = {}
 
 
 def _sqlite_hooks(engine: Engine) -> None:
@@ -59,23 +62,49 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def get_engine(url: str | None = None) -> Engine:
-    """The cached engine for ``url`` (default: the settings' database URL) in this process."""
+def make_read_engine(url: str) -> Engine:
+    """A new read-only-use engine: SQLite in autocommit (no BEGIN, no lock, never waits for
+    a writer in WAL mode; usable from a worker thread); any other URL as :func:`make_engine`."""
+    if make_url(url).get_backend_name() != "sqlite":
+        return make_engine(url)
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001
+        dbapi_conn.isolation_level = None  # autocommit: WAL reads take no lock
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        cur.close()
+
+    return engine
+
+
+def _cached(kind: str, url: str | None) -> Engine:
     url = url or get_settings().database_url
-    key = (os.getpid(), url)
+    key = (os.getpid(), url, kind)
     with _lock:
         engine = _engines.get(key)
         if engine is None:
-            engine = make_engine(url)
+            engine = make_engine(url) if kind == "write" else make_read_engine(url)
             _engines[key] = engine
         return engine
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The cached writer engine for ``url`` (default: the settings' database URL) in this process."""
+    return _cached("write", url)
+
+
+def read_engine(url: str | None = None) -> Engine:
+    """The cached reader engine for ``url`` (see the module doc) in this process."""
+    return _cached("read", url)
 
 
 def reset_engines() -> None:
     """Forget engines inherited over fork (without closing the parent's connections) and
     dispose this process's own. Call in a freshly forked child, or between tests."""
     with _lock:
-        for (pid, _), engine in list(_engines.items()):
+        for (pid, _url, _kind), engine in list(_engines.items()):
             engine.dispose(close=pid == os.getpid())
         _engines.clear()
 

@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection handed in by :func:`aidetect.db.init_db`
+"""Alembic environment: runs on the connection handed in by :func:`aidetect.store.init_db`
 (``config.attributes["connection"]``), or on ``sqlalchemy.url`` when run by the alembic CLI."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from aidetect.db.models import Base
+from aidetect.store.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

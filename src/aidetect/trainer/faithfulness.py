@@ -22,11 +22,10 @@ import numpy as np
 from PIL import Image
 
 from aidetect.errors import AidetectError, ImageLoadError
-from aidetect.model import load_image
-from aidetect.model.preprocess import _to_rgb
+from aidetect.model.decode import load_image, to_rgb
 
 if TYPE_CHECKING:
-    from aidetect.inference import Detector, Item
+    from aidetect.inference import Detector, ImageInput
 
 GRID = 16
 Mode = Literal["blur", "remove"]
@@ -76,15 +75,15 @@ def _blur(rgb: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(rgb, (0, 0), sigma)
 
 
-def _load(item: Item) -> np.ndarray:
+def _load(item: ImageInput) -> np.ndarray:
     if isinstance(item, Image.Image):
-        return np.asarray(_to_rgb(item))
+        return np.asarray(to_rgb(item))
     return np.asarray(load_image(item))
 
 
 def deletion_test(
     detector: Detector,
-    images: Sequence[Item],
+    images: Sequence[ImageInput],
     fractions: Sequence[float] = (0.1, 0.2, 0.4),
     seed: int = 0,
     mode: Mode = "blur",

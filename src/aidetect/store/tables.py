@@ -1,4 +1,8 @@
-"""ORM tables: images, predictions, model versions, worker heartbeats."""
+"""ORM tables: files (paths), images (contents), predictions, model versions, worker heartbeats.
+
+A *file* is a path that was scanned or dropped; an *image* is a distinct content (or one
+unreadable path). Several files may share one image: it is scored once and every file shows
+its result under its own path."""
 
 from __future__ import annotations
 
@@ -19,7 +23,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-STATUSES = ("queued", "processing", "done", "failed")
+# Every status an image has, in the order people read them (the dashboard's status menu).
+STATUSES = ("done", "failed", "queued", "processing")
+FINAL_STATUSES = ("done", "failed")
 
 
 def utcnow() -> datetime:
@@ -30,9 +36,27 @@ class Base(DeclarativeBase):
     pass
 
 
+class File(Base):
+    """One path that was scanned or dropped, and the content it held when last registered
+    (``image_id``): a path whose content changed points at its new content only."""
+
+    __tablename__ = "files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    mtime: Mapped[float | None] = mapped_column(Float)  # st_mtime when registered
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+    image: Mapped[Image] = relationship(back_populates="files")
+
+
 class Image(Base):
     """One distinct file content (``key`` = ``sha256:<hex>``), or one unreadable path
-    (``key`` = ``path:<abs path>``, ``sha256`` NULL)."""
+    (``key`` = ``path:<abs path>``, ``sha256`` NULL). ``path`` is where the workers read the
+    content: the newest file registered with it."""
 
     __tablename__ = "images"
 
@@ -50,6 +74,7 @@ class Image(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
     predictions: Mapped[list[Prediction]] = relationship(back_populates="image")
+    files: Mapped[list[File]] = relationship(back_populates="image")
 
 
 class Prediction(Base):
@@ -70,7 +95,7 @@ class Prediction(Base):
     uncertain_reason: Mapped[str | None] = mapped_column(String(32))  # aidetect.wording.UNCERTAIN_REASONS
     ood_score: Mapped[float | None] = mapped_column(Float)
     scored_by: Mapped[str | None] = mapped_column(String(128))  # the model that scored it (routing by size)
-    heatmap_path: Mapped[str | None] = mapped_column(Text)
+    cam_path: Mapped[str | None] = mapped_column(Text)  # the raw Grad-CAM (8-bit grey PNG)
     overlay_path: Mapped[str | None] = mapped_column(Text)
     timings: Mapped[dict | None] = mapped_column(JSON)
     worker: Mapped[str | None] = mapped_column(String(255))
@@ -93,7 +118,7 @@ class ModelVersion(Base):
 
 
 class WorkerBeat(Base):
-    """Heartbeat of a running worker (broker-independent liveness for ``workers_alive``)."""
+    """Heartbeat of a running worker (broker-independent liveness: ``store.status.live_workers``)."""
 
     __tablename__ = "worker_beats"
 

@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, inspect
 
-from aidetect.db.engine import get_engine
+from aidetect.store.engine import get_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _done: set[tuple[int, str]] = set()
