@@ -22,6 +22,7 @@ COPY constraints.txt pyproject.toml README.md ./
 RUN pip install -c constraints.txt --index-url "${TORCH_INDEX}" torch torchvision
 COPY src ./src
 RUN pip install -c constraints.txt . \
+    && pip install --no-deps "invisible-watermark==0.2.0" \
     && useradd --create-home --uid 1000 aidetect \
     && mkdir -p /data /inbox /models \
     && chown -R aidetect:aidetect /data /inbox /models

@@ -163,6 +163,29 @@ def tiling_cost(model: Path, device: str | None, files: list[Path], tmp: Path, t
         print(f"{mt:>9} | {tiles:>9} | {len(files) / tb:>10.1f} | {len(files) / tc:>10.1f}")
 
 
+def provenance_cost(det: Detector, files: list[Path], tmp: Path, repeat: int) -> None:
+    """What reading each file's provenance (aidetect.provenance, on by default) adds to the
+    predict --heatmap path: 512 px JPEGs (metadata only: a watermark cannot survive JPEG),
+    and the same pictures as PNG (metadata + the invisible-watermark decode)."""
+    from PIL import Image
+
+    pngs = []
+    for f in files:
+        out = tmp / (f.stem + ".png")
+        Image.open(f).convert("RGB").save(out)
+        pngs.append(out)
+    for name, group in (("512 px JPEG", files), ("512 px PNG (+ watermark check)", pngs)):
+        cpu: dict[bool, float] = {False: float("inf"), True: float("inf")}
+        for _ in range(max(3, repeat)):  # alternated, best of each: load changes between runs
+            for on in (False, True):
+                det.read_provenance = on
+                cpu[on] = min(cpu[on], run_stage(det, group, 32, "c", tmp)[1])
+        det.read_provenance = True
+        extra = cpu[True] / cpu[False] - 1.0
+        print(f"{name}, predict --heatmap path, batch 32, CPU time: provenance off {len(group) / cpu[False]:.2f} img/s, "
+              f"on {len(group) / cpu[True]:.2f} img/s: {extra * 100:+.1f} %" + (" (goal <= 10 %)" if "JPEG" in name else ""))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=SHIPPED_MODEL_DIR)
@@ -197,6 +220,7 @@ def main() -> None:
             w = min(run_stage(det, coco, 32, "c", tmp)[0] for _ in range(max(1, args.repeat)))
             print(f"\n512 px JPEG, predict --heatmap path (decode to overlay file), batch 32: {len(coco) / w:.2f} img/s "
                   f"= {len(coco) / w / yard:.3f} x the yardstick (goal >= 0.5)")
+            provenance_cost(det, coco, tmp, max(1, args.repeat))
             big = large_photos(min(8, args.n), tmp)
             run_stage(det, big[:1], 8, "c", tmp)
             w = min(run_stage(det, big, 8, "c", tmp)[0] for _ in range(max(1, args.repeat)))

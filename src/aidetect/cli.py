@@ -2,7 +2,10 @@
 only when used, so ``aidetect results`` does not pay for importing torch.
 
 Errors a user can cause (:class:`aidetect.errors.AidetectError`) end as one line on stderr
-and exit code 2, never a traceback.
+and exit code 2, never a traceback. The exit codes, the same for every command
+(:mod:`aidetect.errors`): 0 everything was done, 1 some inputs failed (each listed), 2 a
+usage, configuration or service error. ``<command> --help`` and usage errors never import
+torch (tests/pipeline/test_cli_contract.py).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import sys
 import click
 
 from aidetect import __version__
-from aidetect.errors import AidetectError
+from aidetect.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, AidetectError
 
 # name -> ("module:attribute", one-line help shown by ``aidetect --help``)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -67,20 +70,24 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(rv, int) and not isinstance(rv, bool):
             return rv  # click returns the exit code of ``ctx.exit(n)`` / ``Exit(n)`` here
     except AidetectError as exc:
-        click.echo(f"aidetect: error: {exc}", err=True)
-        return 2
+        click.echo(f"aidetect: error: {_one_line(exc)}", err=True)
+        return EXIT_USAGE
     except click.exceptions.Abort:
         click.echo("aidetect: aborted", err=True)
-        return 130
+        return EXIT_INTERRUPTED
     except click.ClickException as exc:
         exc.show()
-        return exc.exit_code
+        return EXIT_USAGE  # a usage error (click's own base class would say 1)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo("aidetect: interrupted", err=True)
-        return 130
-    return 0
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def run() -> None:

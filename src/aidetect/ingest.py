@@ -17,6 +17,7 @@ from pathlib import Path
 
 from aidetect.config import get_settings
 from aidetect.errors import AidetectError
+from aidetect.model.decode import format_from_magic
 from aidetect.store import writes
 from aidetect.store.model_versions import active_version
 from aidetect.store.status import live_workers
@@ -24,8 +25,11 @@ from aidetect.store.writes import FileFacts, Registration
 from aidetect.worker import broker
 
 HASH_CHUNK = 1 << 20
-# Names the dashboard's folder upload and file dialog offer as images.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+# Names of image files (the dashboard's folder upload and file dialog offer these).
+IMAGE_SUFFIXES = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff",
+    ".avif", ".heic", ".heif", ".ico", ".ppm", ".pgm", ".pbm", ".pnm", ".jp2", ".j2k", ".tga", ".qoi",
+})
 
 
 # -- discovery ------------------------------------------------------------------------------
@@ -50,6 +54,20 @@ def iter_files(root: Path | str, recursive: bool = False, images_only: bool = Fa
                 continue
             if p.is_symlink() or p.is_file() or not p.exists():
                 yield p
+
+
+def looks_like_image(path: Path) -> bool:
+    """Whether ``path`` may be an image: an image name (``IMAGE_SUFFIXES``) or the leading
+    bytes of an image format. What is plainly not one (``README.txt``, ``notes.pdf``) is
+    skipped by scans and the inbox rather than failed; an image that does not decode fails."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return True  # cannot tell: registration reports why it cannot be read
+    return format_from_magic(head) is not None
 
 
 def file_sha256(path: Path) -> tuple[str, int]:
@@ -98,11 +116,19 @@ def register_files(
     """Hash ``paths`` and register them (``aidetect.store.writes.register``): one file row
     per path, one image row per distinct content. Content already scored by the active model
     version is not queued again unless ``rescan``; unreadable paths and symlinks leading
-    outside ``root`` become failed rows. Pass the result to :func:`enqueue` or
-    :func:`score_inline`."""
+    outside ``root`` become failed rows; files that are plainly not images
+    (:func:`looks_like_image`) get no row and are listed in ``skipped``."""
     root_p = Path(root).absolute() if root is not None else None
-    facts = [inspect_file(Path(raw).absolute(), root_p) for raw in paths]
-    return writes.register(facts, active_version(), rescan=rescan)
+    facts, skipped = [], []
+    for raw in paths:
+        path = Path(raw).absolute()
+        if path.is_file() and not path.is_symlink() and not looks_like_image(path):
+            skipped.append(str(path))
+            continue
+        facts.append(inspect_file(path, root_p))
+    reg = writes.register(facts, active_version(), rescan=rescan)
+    reg.skipped = skipped
+    return reg
 
 
 # -- scoring ---------------------------------------------------------------------------------

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 RESULT_FIELDS = (
-    "path", "sha256", "status", "label", "prob_ai", "confidence", "uncertain", "uncertain_reason",
-    "ood_score", "model_version", "scored_by", "error", "time", "first_seen", "size", "width", "height",
-    "format", "cam_path", "overlay_path", "file_id", "image_id",
+    "path", "sha256", "status", "label", "decided_by", "prob_ai", "confidence", "uncertain",
+    "uncertain_reason", "ood_score", "model_version", "scored_by", "error", "evidence", "time",
+    "first_seen", "size", "width", "height", "format", "cam_path", "overlay_path", "file_id", "image_id",
 )
 SCHEMA_FILE = Path(__file__).with_name("result.schema.json")
 
@@ -30,5 +30,6 @@ def result_object(values: dict[str, Any], **extra: Any) -> dict[str, Any]:
     ``extra`` keys."""
     out = {k: values.get(k) for k in RESULT_FIELDS}
     out["confidence"] = confidence(out["label"], out["prob_ai"])
+    out["evidence"] = list(out["evidence"] or [])
     out.update(extra)
     return out

@@ -35,12 +35,18 @@ class Wording:
 
 
 def word(label: str | None, prob_ai: float | None, uncertain: bool | None,
-            reason: str | None = None) -> Wording | None:
-    """How a scored verdict is said; None when there is no verdict (failed, pending)."""
+            reason: str | None = None, decided_by: str | None = None) -> Wording | None:
+    """How a scored verdict is said; None when there is no verdict (failed, pending). A
+    verdict the file's provenance decided (``decided_by == "provenance"``) is firm and says
+    so, with what the pixel model alone would have said beside it."""
     if label is None or prob_ai is None:
         return None
     lean_ai = prob_ai >= 0.5
     conf = prob_ai if lean_ai else 1.0 - prob_ai
+    if decided_by == "provenance":
+        head = "AI-GENERATED" if label == "ai" else "REAL PHOTO"
+        return Wording(head, f"the file's provenance says so; the pixels alone: {'AI' if lean_ai else 'real'} "
+                       f"{conf * 100:.1f} %", conf, True)
     firm = not uncertain and (label == "ai") == lean_ai
     if firm:
         return Wording("AI-GENERATED" if label == "ai" else "REAL PHOTO",
@@ -49,9 +55,12 @@ def word(label: str | None, prob_ai: float | None, uncertain: bool | None,
     return Wording("UNDECIDED", f"leans {'AI' if lean_ai else 'real'} ({conf * 100:.1f} %), {why}", conf, False)
 
 
-def short_label(label: str | None, prob_ai: float | None, uncertain: bool | None) -> str:
+def short_label(label: str | None, prob_ai: float | None, uncertain: bool | None,
+                decided_by: str | None = None) -> str:
     """The table cell: ``ai`` / ``real`` for a firm verdict, ``ai?`` / ``real?`` for one that is
-    undecided and only leans that way."""
+    undecided and only leans that way, ``ai (file)`` when the file's provenance decided."""
+    if decided_by == "provenance" and label:
+        return f"{label} (file)"
     w = word(label, prob_ai, uncertain)
     if w is None:
         return label or "–"

@@ -178,3 +178,20 @@ def test_results_csv_and_dashboard_export_share_columns(aidetect_home: Path, tmp
     dash = list(csv.reader(target.open(newline="")))
     assert cli[0] == dash[0] == list(RESULT_FIELDS)
     assert sorted(cli[1:]) == sorted(dash[1:])
+
+
+def test_what_is_plainly_not_an_image_is_skipped(aidetect_home: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    folder = tmp_path / "mixed"
+    write_images(folder, 2)
+    (folder / "README.txt").write_text("notes about these pictures\n")
+    (folder / "report.pdf").write_bytes(b"%PDF-1.7\n" + b"x" * 100)
+    (folder / "export.dat").write_bytes(image_bytes(3))  # a PNG under another name: still an image
+    (folder / "broken.jpg").write_text("not really a JPEG")  # an image name that does not decode: failed
+    code, out, err = _run(["scan", str(folder), "--inline", "--json"], capsys)
+    rows = assert_results(json.loads(out))
+    by_name = {Path(r["path"]).name: r for r in rows}
+    assert set(by_name) == {"img_00000.png", "img_00001.png", "export.dat", "broken.jpg"}
+    assert by_name["export.dat"]["status"] == "done" and by_name["broken.jpg"]["status"] == "failed"
+    assert "2 skipped (not images)" in err
+    with session_scope() as s:
+        assert s.scalar(select(func.count(File.id))) == 4  # skipped files leave no row

@@ -71,7 +71,13 @@ class UpProcess:
 
     @property
     def output(self) -> str:
+        """The last 80 lines (for failure messages)."""
         return "\n".join(self.lines[-80:])
+
+    @property
+    def text(self) -> str:
+        """Everything it printed (a quiet `up` prints a line per scored file)."""
+        return "\n".join(self.lines)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 90) -> int:
         assert self.proc

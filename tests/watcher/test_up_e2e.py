@@ -193,7 +193,7 @@ def test_up_scores_every_file_once_survives_restart_and_model_refresh(
     phase("checked")
     assert up.stop(signal.SIGTERM) == 0, up.output
     phase("stopped")
-    assert "stopped" in up.output
+    assert "stopped" in up.text
 
     # 5. files dropped while nothing runs are picked up at the next start; one file queued
     #    by a watcher-only run and deleted before any worker saw it ends as failed
@@ -252,9 +252,9 @@ def test_up_scores_every_file_once_survives_restart_and_model_refresh(
     end = time.monotonic() + 30
     while time.monotonic() < end and "worker restarted" not in up2.output:
         time.sleep(0.1)
-    assert "worker restarted" in up2.output, up2.output
+    assert "worker restarted" in up2.text, up2.output
     rows = store.wait_final(offline | lost | {_sha(doomed_data)}, timeout=180)
-    assert "re-queued" in up2.output
+    assert "re-queued" in up2.text
     print("\n".join(line for line in up2.lines if "re-queued" in line or "restart" in line))
     by_sha = {}
     for r in rows:

@@ -75,7 +75,7 @@ def list_cmd(as_json: bool) -> None:
 def register(model_dir: Path, activate: bool, copy: bool) -> None:
     """Register MODEL_DIR (weights + card) as a model version, checking that it loads."""
     from aidetect.model import load_model_dir
-    from aidetect.store.model_versions import publish_model, read_card
+    from aidetect.store.model_versions import active_version, publish_model, read_card
 
     card = read_card(model_dir)
     load_model_dir(model_dir)  # refuse a directory a worker could not load
@@ -93,7 +93,12 @@ def register(model_dir: Path, activate: bool, copy: bool) -> None:
                 shutil.copytree(model_dir, tmp)
                 tmp.rename(target)
     version = publish_model(target, activate=activate)
-    state = "active" if activate else "registered (not active; `aidetect models promote`)"
+    if activate:
+        state = "registered and active"
+    elif active_version() == version:
+        state = "registered; already the active version"
+    else:
+        state = f"registered, not active (`aidetect models promote {version}` activates it)"
     click.echo(f"{version}: {state} at {target}")
 
 

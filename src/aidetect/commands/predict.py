@@ -3,22 +3,46 @@
 A table (rich) or ``--json`` (one result object per image, :mod:`aidetect.result`; the
 heatmap files with ``--heatmap DIR``). A bad
 file gets its own error row; the others are still scored; the exit code is 1 if any
-failed. A missing or broken model is a one-line error with exit code 2.
+failed. A missing or broken model, a bad setting, a device this machine lacks or a heatmap
+folder that cannot be written is a one-line error with exit code 2, before anything is scored.
+
+Nothing here imports torch before the arguments are parsed: ``--help`` and usage errors
+are instant.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
 import click
 
-from aidetect.explain.cam import CAM_METHODS
+from aidetect.config import CAM_METHODS
+from aidetect.errors import EXIT_SOME_FAILED, ConfigError
+
+# torch's device types (``torch.device`` accepts these, optionally with ":N"); whether this
+# machine has one is checked when the model loads (aidetect.inference.detector.select_device).
+_DEVICE = re.compile(
+    r"(cpu|cuda|mps|xpu|hip|hpu|ipu|mtia|maia|xla|lazy|vulkan|meta|mkldnn|opengl|opencl|ideep|ve|fpga|privateuseone)"
+    r"(:\d+)?",
+    re.IGNORECASE,
+)
 
 
 def _fmt_prob(p: float | None) -> str:
     return "" if p is None else f"{p:.3f}"
+
+
+def _check_device(value: str | None) -> str | None:
+    """``--device`` as torch spells it; one line (before torch is imported) for a name that
+    is no torch device at all."""
+    if value is None or not value.strip():
+        return None
+    if not _DEVICE.fullmatch(value.strip()):
+        raise ConfigError(f"--device {value!r}: not a torch device; use cpu, cuda, cuda:N or mps")
+    return value.strip().lower()
 
 
 @click.command("predict")
@@ -46,7 +70,8 @@ def _fmt_prob(p: float | None) -> str:
 )
 @click.option("--explain-other", is_flag=True, help="Explain the class that was NOT predicted.")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None, help="Images per pass.")
-@click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
+@click.option("--device", default=None,
+              help="torch device: cpu, cuda, cuda:N, mps (default: cuda if available, else cpu).")
 def predict(
     images: tuple[Path, ...],
     as_json: bool,
@@ -58,6 +83,13 @@ def predict(
     device: str | None,
 ) -> None:
     """Score IMAGE files: label, calibrated probability of AI, uncertain band."""
+    from aidetect.config import ensure_writable_dir, get_settings
+
+    get_settings()  # a bad setting is one line now, not after loading torch
+    device = _check_device(device)
+    if heatmap_dir is not None:  # checked before anything is scored
+        ensure_writable_dir(heatmap_dir, "--heatmap")
+
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
@@ -91,7 +123,7 @@ def predict(
             table.add_column("overlay", overflow="fold")
         table.add_column("error", overflow="fold")
         for v in verdicts:
-            said = word(v.label, v.prob_ai, v.uncertain, v.uncertain_reason)
+            said = word(v.label, v.prob_ai, v.uncertain, v.uncertain_reason, v.decided_by)
             verdict = f"{said.headline} · {said.detail}" if said else "-"
             unc = "" if v.uncertain is None else (v.uncertain_reason or "yes") if v.uncertain else "no"
             row = [v.source, verdict, _fmt_prob(v.prob_ai), unc]
@@ -107,4 +139,4 @@ def predict(
     if failed:
         click.echo(f"aidetect: {failed} of {len(verdicts)} image(s) failed", err=True)
         sys.stdout.flush()
-        raise click.exceptions.Exit(1)
+        raise click.exceptions.Exit(EXIT_SOME_FAILED)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
-from aidetect.errors import AidetectError
+from aidetect.errors import EXIT_SOME_FAILED, AidetectError
 
 POLL_S = 0.25
 
@@ -51,12 +53,17 @@ def _write_export(rows: list[Any], out: Path) -> None:
         raise AidetectError(f"{out}: cannot write the export ({exc.strerror or exc})") from None
 
 
-def _summary(console: Console, rows: list[dict[str, Any]], seconds: float, mode: str) -> None:
+def _summary(
+    console: Console, rows: list[dict[str, Any]], seconds: float, mode: str, queued: Sequence[int] = ()
+) -> None:
+    """The closing lines of a scan. ``queued``: the image ids this run sent for scoring; the
+    rate counts only those that were scored (not what an earlier run had scored already)."""
     status = Counter(r["status"] for r in rows)
     labels = Counter(r["label"] for r in rows if r["status"] == "done")
     uncertain = sum(1 for r in rows if r["status"] == "done" and r["uncertain"])
-    done = status.get("done", 0)
-    rate = f", {done / seconds:.1f} images/s" if seconds > 0 and done else ""
+    sent = set(queued)
+    scored = len({r["image_id"] for r in rows if r["status"] == "done" and r["image_id"] in sent})
+    rate = f", {scored} scored in this run, {scored / seconds:.1f} images/s" if seconds > 0 and scored else ""
     console.print(
         f"[bold]{len(rows)}[/] images ({mode}, {seconds:.1f}s{rate}): "
         f"[red]ai {labels.get('ai', 0)}[/], [green]real {labels.get('real', 0)}[/], "
@@ -66,8 +73,9 @@ def _summary(console: Console, rows: list[dict[str, Any]], seconds: float, mode:
     failed = [r for r in rows if r["status"] == "failed"]
     if failed:
         table = Table("failed file", "reason", title=f"{len(failed)} failed", title_justify="left")
+        budget = max(24, (console.width - 7) // 2)  # borders and padding of two columns
         for r in failed[:50]:
-            table.add_row(r["path"], r["error"] or "")
+            table.add_row(Text(elide_path(r["path"], budget)), Text(r["error"] or ""))
         if len(failed) > 50:
             table.add_row(f"... and {len(failed) - 50} more", "(see aidetect results --status failed)")
         console.print(table)
@@ -128,13 +136,14 @@ def _image_counts(ids: list[int]) -> dict[str, int]:
 @click.option("--export", "export", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the results to FILE.csv or FILE.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as a JSON array on stdout.")
-@click.option("--batch-size", type=int, default=None, help="Images per task (default: settings.task_batch_size).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Images per task (default: settings.task_batch_size).")
 @click.option("--inline", is_flag=True, help="Score in this process instead of the workers.")
 @click.option("--no-fallback", is_flag=True,
               help="Never score in-process: queue the work and wait for workers even if none is alive.")
-@click.option("--worker-wait", type=float, default=3.0, show_default=True,
+@click.option("--worker-wait", type=click.FloatRange(min=0), default=3.0, show_default=True,
               help="Seconds to wait for a worker before scoring in-process.")
-@click.option("--stall-timeout", type=float, default=60.0, show_default=True,
+@click.option("--stall-timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Re-send pending images after this many seconds without progress.")
 def scan(
     folder: Path | None, recursive: bool, rescan: bool, rescore: bool, export: Path | None, as_json: bool, batch_size: int | None,
@@ -145,12 +154,17 @@ def scan(
     Images are registered by content hash: one already scored by the active model is not
     scored again unless --rescan. With no worker alive, scan scores in this process (and
     says so) unless --no-fallback.
+
+    Exit code 0 when every file was scored (or had been), 1 when some failed (listed with
+    their reasons), 2 for a usage, configuration or broker error.
     """
-    from aidetect.config import get_settings
+    if folder is None and not rescore:  # before any import: usage errors are instant
+        raise click.UsageError("missing FOLDER (or use --rescore to re-score the store)")
+    from aidetect.config import get_settings, model_setting_note
     from aidetect.ingest import Submission, iter_files, score_inline, submit
     from aidetect.store import read_engine, writes
     from aidetect.store.migrate import init_db
-    from aidetect.store.model_versions import active_version
+    from aidetect.store.model_versions import active_model
     from aidetect.store.results import rows_for_files, to_json
     from aidetect.store.status import files_of
     from aidetect.worker import broker
@@ -159,11 +173,13 @@ def scan(
     settings = get_settings()
     settings.ensure_dirs()
     init_db()
-    version = active_version()
+    active = active_model()
+    version = active.version
+    note = model_setting_note(settings, active.path, version)
+    if note:
+        console.print(f"warning: {note}", style="yellow", markup=False, highlight=False, soft_wrap=True)
     size = batch_size or settings.task_batch_size
     t0 = time.monotonic()
-    if folder is None and not rescore:
-        raise click.UsageError("missing FOLDER (or use --rescore to re-score the store)")
     if not inline:
         broker.check(settings)  # before anything is registered: a broker that is down leaves nothing queued
     bar = _progress(console)
@@ -174,9 +190,10 @@ def scan(
     def routed(reg: writes.Registration, route: str, workers: int) -> None:
         hashing.stop()
         distinct = reg.distinct
+        skipped = f", {len(reg.skipped)} skipped (not images)" if reg.skipped else ""
         console.print(
             f"{len(reg.ids)} files, {len(distinct)} distinct: {len(reg)} to score with model {version}, "
-            f"{len(reg.already_done)} already scored, {len(reg.failed)} failed (unreadable or not an image)"
+            f"{len(reg.already_done)} already scored, {len(reg.failed)} failed (unreadable, or failed before){skipped}"
         )
         if route == "workers":
             console.print(f"queueing {len(reg)} images for {workers or 'no'} worker(s)")
@@ -226,12 +243,105 @@ def scan(
             mode = "queued, waiting for workers"
         _wait_for_results(console, list(reg), size, rescan, stall_timeout, quiet=False)
     found = rows_for_files(read_engine(), reg.file_ids)  # every file under its own path
-    _summary(console, [r.as_json() for r in found], time.monotonic() - t0, mode)
+    _summary(console, [r.as_json() for r in found], time.monotonic() - t0, mode, list(reg))
     if export:
         _write_export(found, export)
         console.print(f"wrote {len(found)} results to {export}")
     if as_json:
         sys.stdout.write(to_json(found) + "\n")
+    if any(r.status == "failed" for r in found):
+        sys.stdout.flush()
+        raise click.exceptions.Exit(EXIT_SOME_FAILED)
+
+
+SORT_KEYS = ("time", "id", "path", "name", "first_seen", "status", "label", "prob_ai", "confidence", "model_version")
+_NEWEST_FIRST = ("time", "first_seen")
+WIDE = 120  # columns from which the results table shows every column and whole paths
+_REASON_SHORT = {"low confidence": "low conf.", "outside training data": "unfamiliar"}
+
+
+def _elide_middle(text: str, width: int) -> str:
+    if len(text) <= width:
+        return text
+    keep = max(1, width - 1)
+    return text[: (keep + 1) // 2] + "…" + (text[len(text) - keep // 2 :] if keep // 2 else "")
+
+
+def elide_path(path: str, width: int) -> str:
+    """``path`` in at most ``width`` characters: the file name whole (its middle elided only
+    when the name alone is too long), after as much of the folder as fits, elided in the
+    middle and keeping its last part when there is room (``/home/me/pi…/ai/ai_000.jpg``)."""
+    if len(path) <= width:
+        return path
+    folder, sep, name = path.rpartition("/")
+    if not sep or len(name) + 3 > width:
+        return _elide_middle(name, width)
+    room = width - len(name) - 2  # characters of the folder kept, beside "…" and the last "/"
+    parent = "/" + folder.rpartition("/")[2] if "/" in folder else ""
+    tail = parent if len(parent) <= room // 2 else ""
+    return f"{folder[: room - len(tail)]}…{tail}/{name}"
+
+
+def _when(value: datetime | None, wide: bool) -> str:
+    if value is None:
+        return ""
+    text = value.isoformat().replace("T", " ")
+    return text[:19] if wide else text[5:16]  # 2026-12-02 10:00:01 | 12-02 10:00
+
+
+def _results_table(rows: list[Any], width: int) -> Table:
+    """The ``aidetect results`` table for a terminal ``width`` columns wide: every column with
+    whole paths from :data:`WIDE` on; below, the file name with its folder shortened, the
+    uncertainty reason abbreviated, the model left out (the footer names it) and a failed
+    row's reason under its file name."""
+    from aidetect.wording import short_label
+
+    wide = width >= WIDE
+
+    def verdict(r: Any) -> str:
+        return short_label(r.label, r.prob_ai, r.uncertain, r.decided_by) if r.label else ""
+
+    def reason(r: Any) -> str:
+        if not r.uncertain:
+            return ""
+        why = r.uncertain_reason or "yes"
+        return why if wide else _REASON_SHORT.get(why, why)
+
+    if wide:
+        table = Table("id", "status", "label", "prob_ai", "uncertain", "model", "error/time")
+        table.add_column("path", overflow="fold", ratio=1)
+        for r in rows:
+            table.add_row(*map(Text, (
+                str(r.file_id), r.status, verdict(r), f"{r.prob_ai:.3f}" if r.prob_ai is not None else "",
+                reason(r), r.model_version or "", r.error or _when(r.time, True), r.path,
+            )))
+        return table
+    any_uncertain = any(r.uncertain for r in rows)  # the column only when a row needs it
+    heads = ["id", "verdict", "p(ai)", *(["uncertain"] if any_uncertain else []), "time"]
+    cells = [
+        [str(r.file_id), r.status if r.status != "done" else verdict(r) or "done",
+         f"{r.prob_ai:.2f}" if r.prob_ai is not None else "", *([reason(r)] if any_uncertain else []),
+         _when(r.time, False)]
+        for r in rows
+    ]
+
+    def room_left() -> int:  # what is left for the file column: borders and padding apart
+        used = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(heads)]
+        return width - sum(used) - 3 * (len(heads) + 1) - 1
+
+    if room_left() < 24:  # very narrow: the file matters more than the time
+        heads.pop()
+        cells = [c[:-1] for c in cells]
+    room = max(16, room_left())
+    table = Table(*heads[:2])
+    table.add_column(heads[2], justify="right")
+    for h in heads[3:]:
+        table.add_column(h)
+    table.add_column("file", overflow="fold")
+    for r, c in zip(rows, cells, strict=True):
+        name = elide_path(r.path, room) + (f"\n{r.error}" if r.error else "")  # the reason under its file
+        table.add_row(*map(Text, c), Text(name))
+    return table
 
 
 def _parse_when(value: str | None, option: str) -> str | None:
@@ -258,28 +368,36 @@ def _parse_when(value: str | None, option: str) -> str | None:
 @click.option("--text", default=None, help="Substring of the path (case-insensitive).")
 @click.option("--uncertain/--certain", default=None, help="Only uncertain / only certain verdicts.")
 @click.option("--model-version", default=None)
-@click.option("--sort", "order_by", type=click.Choice(["id", "time", "path", "status", "label", "prob_ai", "confidence"]), default="id")
-@click.option("--desc", is_flag=True, help="Sort descending.")
-@click.option("--limit", type=int, default=None, help="At most N rows (table default: 100).")
+@click.option("--decided-by", type=click.Choice(["model", "provenance"]), default=None,
+              help="Only verdicts the pixel model decided, or the file's provenance (C2PA, XMP, ...).")
+@click.option("--sort", "order_by", type=click.Choice(SORT_KEYS), default="time", show_default=True,
+              help="Sort key (time: when scored, or the last status change).")
+@click.option("--desc/--asc", "desc", default=None,
+              help="Descending / ascending (default: newest first for time and first_seen, else ascending).")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="At most N rows (table default: 100).")
 @click.option("--json", "as_json", is_flag=True, help="JSON array on stdout.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout.")
 @click.option("--export", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write FILE.csv|.json.")
 def results(
     label: str | None, status: tuple[str, ...], prob_min: float | None, prob_max: float | None, since: str | None,
     until: str | None, path_glob: str | None, text: str | None, uncertain: bool | None, model_version: str | None,
-    order_by: str, desc: bool, limit: int | None, as_json: bool, as_csv: bool, export: Path | None,
+    decided_by: str | None,
+    order_by: str, desc: bool | None, limit: int | None, as_json: bool, as_csv: bool, export: Path | None,
 ) -> None:
-    """Query stored results with filters (one row per file); print a table, JSON or CSV."""
+    """Query stored results with filters (one row per file), newest first; print a table,
+    JSON or CSV. The table fits the terminal (COLUMNS): at narrow widths it shows each file's
+    name with its folder shortened and leaves the model out; --json/--csv keep full paths."""
     from aidetect.store import read_engine
     from aidetect.store.migrate import init_db
     from aidetect.store.results import ResultFilter, count, fetch_page, iter_rows, to_csv, to_json
 
-    init_db()
     f = ResultFilter(
         label=label, status=tuple(status) or None, prob_min=prob_min, prob_max=prob_max,
         since=_parse_when(since, "--since"), until=_parse_when(until, "--until"), path_glob=path_glob,
-        text=text or "", uncertain=uncertain, model_version=model_version, sort=order_by, descending=desc,
+        text=text or "", uncertain=uncertain, model_version=model_version, decided_by=decided_by, sort=order_by,
+        descending=desc if desc is not None else order_by in _NEWEST_FIRST,
     )
+    init_db()
     table_mode = not (as_json or as_csv or export)
     eff_limit = limit if limit is not None else (100 if table_mode else None)
     engine = read_engine()
@@ -296,17 +414,13 @@ def results(
     elif as_csv:
         sys.stdout.write(to_csv(rows))
     elif table_mode:
-        from aidetect.wording import short_label
-
         console = Console()
-        table = Table("id", "status", "label", "prob_ai", "uncertain", "model", "error/time")
-        table.add_column("path", overflow="fold", ratio=1)
-        for r in rows:
-            table.add_row(
-                str(r.file_id), r.status, short_label(r.label, r.prob_ai, r.uncertain) if r.label else "",
-                f"{r.prob_ai:.3f}" if r.prob_ai is not None else "",
-                (r.uncertain_reason or "yes") if r.uncertain else "", r.model_version or "",
-                r.error or (r.time.isoformat() if r.time else "")[:19].replace("T", " "), r.path,
-            )
-        console.print(table)
-        console.print(f"{len(rows)} of {total} matching results")
+        console.print(_results_table(rows, console.width))
+        if order_by in _NEWEST_FIRST:
+            order = "newest first" if f.descending else "oldest first"
+        else:
+            order = f"by {order_by}" + (", descending" if f.descending else "")
+        models = {r.model_version for r in rows if r.model_version}
+        shown_model = f"; model {models.pop()}" if len(models) == 1 and console.width < WIDE else ""
+        console.print(f"{len(rows)} of {total} matching results, {order}{shown_model}", highlight=False,
+                      soft_wrap=True)

@@ -22,10 +22,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from aidetect.config import get_settings
+
+if TYPE_CHECKING:
+    from aidetect.watcher.pipeline import ResultReporter
 
 log = logging.getLogger("aidetect.up")
 
@@ -47,9 +51,12 @@ def _pdeathsig() -> None:  # pragma: no cover - runs in the child before exec
 class WorkerProcess:
     """One ``aidetect worker`` child, restarted with back-off when it dies."""
 
-    def __init__(self, concurrency: int, grace_s: float = 60.0, loglevel: str = "WARNING") -> None:
+    def __init__(
+        self, concurrency: int, grace_s: float = 60.0, loglevel: str = "WARNING", log_path: Path | None = None
+    ) -> None:
         self.concurrency = concurrency
         self.loglevel = loglevel
+        self.log_path = log_path  # the worker's output goes here (None: this terminal)
         self.grace_s = grace_s
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
@@ -67,11 +74,19 @@ class WorkerProcess:
             "-l",
             self.loglevel,
         ]
+        out = None
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            out = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT if out is not None else None,
             start_new_session=True,  # Ctrl-C reaches `up` only; `up` stops the worker
             preexec_fn=_pdeathsig if sys.platform.startswith("linux") else None,
         )
+        if out is not None:
+            out.close()  # the child holds its own descriptor
         self._started = time.monotonic()
         log.info("worker started (pid %d, %d processes)", self.proc.pid, self.concurrency)
 
@@ -84,8 +99,9 @@ class WorkerProcess:
             code = self.proc.returncode
             quick = now - self._started < 10
             delay = min(30.0, 2.0 ** min(self.restarts, 5)) if quick else 0.5
+            where = f" (its log: {self.log_path})" if self.log_path is not None else ""
             click.echo(
-                f"aidetect up: worker exited with code {code}; restarting in {delay:.0f} s",
+                f"aidetect up: worker exited with code {code}{where}; restarting in {delay:.0f} s",
                 err=True,
             )
             self._next_start = now + delay
@@ -161,6 +177,19 @@ def _requeue_processing() -> int:
     return len(ids)
 
 
+def _report(reporter: ResultReporter) -> None:
+    """One line per file that got its result (name, verdict, confidence or reason)."""
+    from aidetect.wording import word
+
+    for path in reporter.newly_skipped():
+        click.echo(f"  skipped   {Path(path).name}: not an image")
+    for r in reporter.poll():
+        said = word(r.label, r.prob_ai, r.uncertain, r.uncertain_reason, r.decided_by)
+        text = f"{said.headline} · {said.detail}" if said else f"FAILED · {r.error or 'no verdict'}"
+        click.echo(f"  {r.status:<9} {r.name}: {text}")
+    sys.stdout.flush()
+
+
 SWEEP_EVERY_S = 15.0  # how often `up` looks for stranded rows
 STRANDED_AFTER_S = 120.0  # ... left queued/processing this long with an empty queue
 
@@ -175,9 +204,9 @@ STRANDED_AFTER_S = 120.0  # ... left queued/processing this long with an empty q
 @click.option(
     "--workers",
     "-w",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
-    help="Worker processes (default: the CPU count, at most 4).",
+    help="Worker processes, 1 or more (default: the CPU count, at most 4; --no-workers for none).",
 )
 @click.option(
     "--no-workers",
@@ -200,7 +229,7 @@ STRANDED_AFTER_S = 120.0  # ... left queued/processing this long with an empty q
     default=None,
     help="Touch this file every few seconds while healthy (container health checks).",
 )
-@click.option("-v", "--verbose", is_flag=True, help="Log every hand-off.")
+@click.option("-v", "--verbose", is_flag=True, help="Log every hand-off; the worker's log on this terminal.")
 def up(
     inbox: Path | None,
     workers: int | None,
@@ -223,7 +252,7 @@ def up(
     from aidetect.store.migrate import init_db
     from aidetect.store.model_versions import active_model
     from aidetect.store.status import known_final_paths
-    from aidetect.watcher.pipeline import RegisterAndEnqueue, ScoredFileMover
+    from aidetect.watcher.pipeline import RegisterAndEnqueue, ResultReporter, ScoredFileMover
     from aidetect.watcher.service import InboxWatcher
     from aidetect.worker import broker
 
@@ -241,13 +270,17 @@ def up(
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
 
+    worker_log = None if verbose else settings.home / "logs" / "worker.log"
     worker = (
-        WorkerProcess(n_workers, loglevel="INFO" if verbose else "WARNING") if n_workers else None
+        WorkerProcess(n_workers, loglevel="INFO" if verbose else "WARNING", log_path=worker_log)
+        if n_workers
+        else None
     )
     if worker:
         worker.start()
     requeued = _requeue_stranded() or 0
     sink = RegisterAndEnqueue(settings.inbox, track=move_scored)
+    reporter = ResultReporter(sink)
 
     def make_watcher() -> InboxWatcher:
         return InboxWatcher(
@@ -274,7 +307,8 @@ def up(
     click.echo(f"  broker    {where}")
     click.echo(f"  model     {model.version} ({model.path})")
     click.echo(
-        f"  workers   {n_workers} processes (pid {worker.pid})"
+        f"  workers   {n_workers} process{'es' if n_workers != 1 else ''} (pid {worker.pid})"
+        + (f", log {worker_log}" if worker_log else "")
         if worker
         else "  workers   none here (--no-workers)"
     )
@@ -311,6 +345,7 @@ def up(
                 watcher.stop(flush=True)
                 watcher = make_watcher()
                 watcher.start()
+            _safe(_report, reporter)
             if mover is not None:
                 try:
                     mover.run_once()
@@ -325,4 +360,5 @@ def up(
         watcher.stop(flush=True)
         if worker:
             worker.stop()
-        click.echo(f"aidetect up: stopped ({sink.enqueued} images queued this run)")
+        _safe(_report, reporter)
+        click.echo(f"aidetect up: stopped. {reporter.summary()}")

@@ -8,18 +8,22 @@ import click
 
 
 @click.command()
-@click.option("-c", "--concurrency", type=int, default=None, help="Pool processes (default: CPU cores).")
-@click.option("-P", "--pool", default="prefork", show_default=True, help="Celery pool (prefork, solo, threads).")
+@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=None,
+              help="Pool processes, 1 or more (default: CPU cores).")
+@click.option("-P", "--pool", type=click.Choice(["prefork", "solo", "threads"]), default="prefork", show_default=True,
+              help="Celery pool.")
 @click.option("-n", "--name", default=None, help="Worker node name (default: aidetect-<pid>@<host>).")
-@click.option("-l", "--loglevel", default="INFO", show_default=True)
-@click.option("--max-tasks-per-child", type=int, default=None, help="Recycle a child after N batches.")
+@click.option("-l", "--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+              default="INFO", show_default=True)
+@click.option("--max-tasks-per-child", type=click.IntRange(min=1), default=None,
+              help="Recycle a child after N batches.")
 def worker(concurrency: int | None, pool: str, name: str | None, loglevel: str, max_tasks_per_child: int | None) -> None:
     """Start a worker on the configured broker (AIDETECT_BROKER_URL; embedded by default).
 
     Each pool process loads the active model once, with one torch thread, and switches
     to a newly promoted model between batches. Results go to the database.
     """
-    from aidetect.config import get_settings
+    from aidetect.config import get_settings, model_setting_note
     from aidetect.store.migrate import init_db
     from aidetect.store.model_versions import active_model
     from aidetect.worker import broker
@@ -28,6 +32,9 @@ def worker(concurrency: int | None, pool: str, name: str | None, loglevel: str, 
     settings.ensure_dirs()
     init_db()
     row = active_model()  # registers the shipped model on first use (no torch here)
+    note = model_setting_note(settings, row.path, row.version)
+    if note:
+        click.echo(f"aidetect worker: warning: {note}", err=True)
     broker.check(settings)
     from aidetect.worker.app import QUEUE, app
 

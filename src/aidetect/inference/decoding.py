@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from aidetect.model.decode import load_image, to_rgb
+from aidetect.model.decode import format_from_magic, load_image, to_rgb
 
 ImageInput = str | Path | bytes | Image.Image
 
@@ -33,11 +33,12 @@ def source_name(item: ImageInput, index: int) -> str:
     return str(item)
 
 
-def decode_item(item: ImageInput, name: str) -> tuple[Image.Image, str, str | None]:
-    """(RGB image, sha256, format) or ImageLoadError."""
+def decode_item(item: ImageInput, name: str) -> tuple[Image.Image, str, str | None, bytes | None]:
+    """(RGB image, sha256, format, the file's bytes: None for a PIL image) or ImageLoadError.
+    The bytes are read once, for the hash, the decode and the provenance evidence."""
     if isinstance(item, Image.Image):
         img = to_rgb(item)
-        return img, hashlib.sha256(img.tobytes()).hexdigest(), item.format
+        return img, hashlib.sha256(img.tobytes()).hexdigest(), item.format, None
     if isinstance(item, bytes):
         data = item
     else:
@@ -47,28 +48,15 @@ def decode_item(item: ImageInput, name: str) -> tuple[Image.Image, str, str | No
             load_image(item)  # raises the one-line ImageLoadError for this path
             raise  # pragma: no cover
     img = load_image(data, name=name)
-    return img, hashlib.sha256(data).hexdigest(), sniff_format(data)
-
-
-_MAGIC = (
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"GIF87a", "GIF"),
-    (b"GIF89a", "GIF"),
-    (b"BM", "BMP"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-)
+    return img, hashlib.sha256(data).hexdigest(), sniff_format(data), data
 
 
 def sniff_format(data: bytes) -> str | None:
     """Pillow's format name from the magic bytes (a second Image.open costs more than the
     decode of a 32 px image); Pillow itself for anything else."""
-    for magic, name in _MAGIC:
-        if data.startswith(magic):
-            return name
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
+    name = format_from_magic(data[:16])
+    if name is not None:
+        return name
     try:
         with Image.open(io.BytesIO(data)) as head:
             return head.format

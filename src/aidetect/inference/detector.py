@@ -40,7 +40,7 @@ from aidetect.explain.overlay import (
     write_png,
 )
 from aidetect.inference.decoding import Decoded, ImageInput, decode_item, source_name
-from aidetect.inference.verdict import Verdict
+from aidetect.inference.verdict import Verdict, apply_policy, read_provenance
 from aidetect.inference.views import ViewPlan, plan_views, stitch
 from aidetect.model import AI_INDEX, CLASSES, EvalPreset, ModelCard, load_model_dir
 from aidetect.model.card import CARD_FILE
@@ -110,13 +110,44 @@ def split_passes(prep: Prepared, max_views: int) -> list[Prepared]:
     return parts
 
 
+def select_device(device: str | torch.device | None) -> torch.device:
+    """The torch device to score on: ``device``, or CUDA when available, else the CPU.
+    A name torch does not know, or an accelerator this machine does not have, is an
+    :class:`AidetectError` with one line (never a traceback from CUDA's initialisation)."""
+    if device is None or (isinstance(device, str) and not device.strip()):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(device, torch.device):
+        dev = device
+    else:
+        try:
+            dev = torch.device(device.strip().lower())
+        except (RuntimeError, ValueError):
+            raise AidetectError(f"device {device!r}: not a torch device; use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise AidetectError(f"device {device!r}: no CUDA GPU is usable on this machine; use cpu")
+        if dev.index is not None and dev.index >= count:
+            raise AidetectError(f"device {device!r}: this machine has {count} CUDA GPU(s) (cuda:0..cuda:{count - 1})")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise AidetectError(f"device {device!r}: Apple MPS is not available on this machine; use cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        backend = getattr(torch, dev.type, None)
+        available = getattr(backend, "is_available", None)
+        if not callable(available) or not available():
+            raise AidetectError(f"device {device!r}: not available on this machine; use cpu")
+    return dev
+
+
 class Detector:
     """Load a model directory once; score and explain batches of images.
 
     ``model_dir`` defaults to ``settings.model`` (the shipped model unless configured);
     ``device`` to CUDA when available, else CPU; ``cam_method`` to ``settings.cam_method``;
     ``tile_min_side``/``max_tiles`` (tiling policy) and ``threads`` (torch CPU threads, set
-    process-wide when > 0) to the settings of the same names.
+    process-wide when > 0) to the settings of the same names. With ``provenance`` (default)
+    each file's metadata is read too (:mod:`aidetect.provenance`) and the verdict policy
+    (:func:`aidetect.inference.verdict.apply_policy`) applied: strong AI evidence decides.
     Calls are serialised by a lock, so one Detector can be shared between threads.
     """
 
@@ -129,8 +160,10 @@ class Detector:
         tile_min_side: int | None = None,
         max_tiles: int | None = None,
         threads: int | None = None,
+        provenance: bool = True,
     ) -> None:
         settings = get_settings()
+        self.read_provenance = provenance  # evidence from the file's metadata (aidetect.provenance)
         tune_malloc()  # activation buffers reused instead of re-mapped every pass (aidetect.runtime)
         threads = settings.torch_threads if threads is None else threads
         if threads > 0:
@@ -139,7 +172,7 @@ class Detector:
             torch.set_num_threads(threads)
         self.settings = settings
         self.model_dir = Path(model_dir) if model_dir is not None else settings.model
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = select_device(device)
         self.cam_method = resolve_method(cam_method or settings.cam_method)
         self.tile_min_side = settings.tile_min_side if tile_min_side is None else tile_min_side
         self.max_tiles = settings.max_tiles if max_tiles is None else max_tiles
@@ -165,7 +198,7 @@ class Detector:
         if card.small_images:
             small_dir = small_model_dir(self.model_dir, str(card.small_images["model"]))
             self.small = Detector(small_dir, self.device, cam_method, tile_min_side=tile_min_side,
-                                  max_tiles=max_tiles, threads=0)
+                                  max_tiles=max_tiles, threads=0, provenance=False)
         self._lock = threading.Lock()
 
     # -- public API ----------------------------------------------------------------------
@@ -224,7 +257,7 @@ class Detector:
             v = verdicts[i]
             t0 = time.perf_counter()
             try:
-                img, sha, fmt = decode_item(item, v.source)
+                img, sha, fmt, data = decode_item(item, v.source)
             except ImageLoadError as exc:
                 v.error = str(exc)
                 v.timings["decode"] = time.perf_counter() - t0
@@ -232,6 +265,11 @@ class Detector:
             t1 = time.perf_counter()
             v.sha256, v.format, (v.width, v.height) = sha, fmt, img.size
             v.timings["decode"] = t1 - t0
+            if self.read_provenance and data is not None:
+                v.evidence = read_provenance(data, fmt)
+                t1 = time.perf_counter()
+                v.timings["provenance"] = t1 - t0 - v.timings["decode"]
+            del data
             if self.small is not None and min(img.size) < self.min_side:
                 routed.append((i, img))
                 continue
@@ -264,10 +302,11 @@ class Detector:
         prep = self.prepare(items, keep_overlay_base=heatmap_dir is not None)
         if prep.routed:
             self._classify_small(prep, explain, target, heatmap_dir)
-        if prep.batch is None:
-            return prep.verdicts
-        for part in split_passes(prep, MAX_VIEWS_PER_PASS):
-            self._score(part, explain, target, heatmap_dir)
+        if prep.batch is not None:
+            for part in split_passes(prep, MAX_VIEWS_PER_PASS):
+                self._score(part, explain, target, heatmap_dir)
+        for v in prep.verdicts:
+            apply_policy(v)
         return prep.verdicts
 
     def _score(self, prep: Prepared, explain: bool, target: Target, heatmap_dir: str | Path | None) -> None:
@@ -355,7 +394,7 @@ class Detector:
         out_dir = Path(heatmap_dir) if heatmap_dir is not None else None
         for (i, img), sv in zip(prep.routed, small, strict=True):
             v = prep.verdicts[i]
-            sv.source, sv.sha256, sv.format = v.source, v.sha256, v.format
+            sv.source, sv.sha256, sv.format, sv.evidence = v.source, v.sha256, v.format, v.evidence
             sv.model_version, sv.scored_by = self.version, self.small.version
             sv.timings = {**v.timings, **{k: t for k, t in sv.timings.items() if k != "decode"}}
             if out_dir is not None and sv.cam is not None:

@@ -35,6 +35,8 @@ class Verdict:
     cam_path: str | None = None
     overlay_path: str | None = None
     heatmap_error: str | None = None  # files could not be written (the verdict itself stands)
+    evidence: list[dict[str, Any]] = field(default_factory=list)  # aidetect.provenance items (to_json)
+    decided_by: str | None = None  # "provenance" | "model" once scored (apply_policy)
     timings: dict[str, float] = field(default_factory=dict)  # seconds, per image
 
     @property
@@ -51,8 +53,39 @@ class Verdict:
             "model_version": self.model_version or None, "scored_by": self.scored_by, "error": self.error,
             "width": self.width, "height": self.height, "format": self.format,
             "cam_path": self.cam_path, "overlay_path": self.overlay_path,
+            "evidence": self.evidence, "decided_by": self.decided_by,
         }
         return result_object(
             values, tiles=self.tiles, cam_method=self.cam_method, cam_class=self.cam_class,
             heatmap_error=self.heatmap_error,
         )
+
+
+# Formats that keep pixels exactly: the only ones an invisible watermark can survive in
+# (JPEG re-encoding destroys it, docs/provenance.md), so the costly decode runs on these only.
+WATERMARK_FORMATS = frozenset({"PNG", "TIFF", "BMP", "WEBP"})
+
+
+def read_provenance(data: bytes, fmt: str | None) -> list[dict[str, Any]]:
+    """The provenance evidence of a file's bytes, as JSON items (never raises)."""
+    from aidetect.provenance import read_evidence
+
+    found = read_evidence(data, watermark=(fmt or "").upper() in WATERMARK_FORMATS)
+    return [e.to_json() for e in found.evidence]
+
+
+def apply_policy(v: Verdict) -> None:
+    """The verdict policy (:func:`aidetect.provenance.decide`): strong AI evidence in the
+    file decides ``label = "ai"``, ``decided_by = "provenance"`` and the verdict is firm;
+    otherwise the pixel model's label stands (``decided_by = "model"``). ``prob_ai`` stays
+    the model's calibrated probability either way, so both can be seen."""
+    if v.error is not None or v.label is None:
+        return
+    from aidetect.provenance import decide
+
+    decided_by, label = decide(v.evidence)
+    if decided_by == "provenance" and label is not None:
+        v.label, v.decided_by = label, "provenance"
+        v.uncertain, v.uncertain_reason = False, None
+    else:
+        v.decided_by = "model"

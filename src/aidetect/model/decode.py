@@ -4,6 +4,7 @@ Imports no torch (the dashboard decodes with it)."""
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from pathlib import Path
 
@@ -11,6 +12,38 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from aidetect.errors import ImageLoadError
+
+# Leading bytes of the formats Pillow reads -> Pillow's format name.
+_MAGIC = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG2000"),
+    (b"\xff\x4f\xff\x51", "JPEG2000"),
+    (b"qoif", "QOI"),
+)
+_FTYP_BRANDS = {b"avif": "AVIF", b"avis": "AVIF", b"heic": "HEIF", b"heix": "HEIF", b"hevc": "HEIF", b"hevx": "HEIF", b"heim": "HEIF", b"heis": "HEIF",
+                b"mif1": "HEIF", b"msf1": "HEIF"}
+
+
+def format_from_magic(head: bytes) -> str | None:
+    """The image format named by the first 16 bytes of a file, or None: decided by content,
+    never by the file's name (PNG files named .jpg are common)."""
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[4:8] == b"ftyp" and head[8:12] in _FTYP_BRANDS:
+        return _FTYP_BRANDS[head[8:12]]
+    if len(head) >= 2 and head[0:1] == b"P" and head[1:2] in b"123456":
+        return "PPM"
+    return None
 
 ImageSource = str | Path | bytes
 
@@ -42,15 +75,19 @@ def load_image(source: ImageSource, name: str | None = None, draft: int | None =
     treated as an error too.
     """
     label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
+
+    def refused(reason: str) -> ImageLoadError:
+        return ImageLoadError(reason, source=label)
+
     try:
         if isinstance(source, bytes):
             if not source:
-                raise ImageLoadError(f"{label}: empty file (0 bytes)")
+                raise refused("empty file (0 bytes)")
             fh: io.BytesIO | Path = io.BytesIO(source)
         else:
             fh = Path(source)
             if fh.is_file() and fh.stat().st_size == 0:
-                raise ImageLoadError(f"{label}: empty file (0 bytes)")
+                raise refused("empty file (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(fh) as img:
@@ -62,14 +99,33 @@ def load_image(source: ImageSource, name: str | None = None, draft: int | None =
     except ImageLoadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageLoadError(f"{label}: refused as a possible decompression bomb ({exc})") from exc
+        raise refused(_bomb_reason(exc)) from exc
     except FileNotFoundError as exc:
-        raise ImageLoadError(f"{label}: file not found") from exc
+        raise refused("file not found") from exc
     except PermissionError as exc:
-        raise ImageLoadError(f"{label}: permission denied") from exc
+        raise refused("permission denied") from exc
     except IsADirectoryError as exc:
-        raise ImageLoadError(f"{label}: is a directory") from exc
+        raise refused("is a directory") from exc
     except UnidentifiedImageError as exc:
-        raise ImageLoadError(f"{label}: not an image Pillow can read") from exc
+        raise refused("not an image Pillow can read") from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageLoadError(f"{label}: corrupted or truncated image ({exc})") from exc
+        raise refused(f"truncated or corrupt ({_detail(exc, label)})") from exc
+
+
+# The reasons are what a person reads next to the file's path (a result row, a table line):
+# about the file, one short line, without the path again and without Pillow's alarm wording.
+_PIXELS = re.compile(r"\((\d+) pixels\)")
+_DETAIL_MAX = 100
+
+
+def _bomb_reason(exc: Exception) -> str:
+    """``refused: 10000000000 pixels is over the decompression bomb limit of 89478485``."""
+    found = _PIXELS.search(str(exc))
+    size = f"{found.group(1)} pixels" if found else "the image size"
+    return f"refused: {size} is over the decompression bomb limit of {Image.MAX_IMAGE_PIXELS}"
+
+
+def _detail(exc: Exception, label: str) -> str:
+    """Pillow's own words for a broken file, on one line, without the file's name."""
+    text = " ".join(str(exc).replace(label, "").split()).strip(" :;,.'\"") or type(exc).__name__
+    return text if len(text) <= _DETAIL_MAX else text[: _DETAIL_MAX - 3].rstrip() + "..."

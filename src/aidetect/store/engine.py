@@ -21,10 +21,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
-from aidetect.config import get_settings
+from aidetect.config import get_settings, redact_url
+from aidetect.errors import ConfigError
 
 BUSY_TIMEOUT_S = 30.0
 
@@ -49,25 +51,56 @@ def _sqlite_hooks(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _parse_url(url: str) -> URL:
+    """``url`` parsed, or :class:`ConfigError` with one line naming AIDETECT_DATABASE_URL."""
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError):
+        raise ConfigError(
+            f"AIDETECT_DATABASE_URL={redact_url(url)!r}: not a database URL "
+            "(e.g. sqlite:////path/aidetect.sqlite or postgresql+psycopg://user@host/db)"
+        ) from None
+
+
+def _create(url: str, **kwargs: object) -> Engine:
+    """``create_engine`` with an unknown dialect or a missing driver as one line."""
+    try:
+        return create_engine(url, **kwargs)  # type: ignore[arg-type]
+    except ArgumentError as exc:  # NoSuchModuleError included: an unknown dialect or driver
+        reason = f"unknown database kind {make_url(url).drivername!r}" if "plugin" in str(exc) else str(exc)
+    except ImportError as exc:
+        reason = f"its database driver is not installed ({exc.name or exc})"
+    raise ConfigError(
+        f"AIDETECT_DATABASE_URL={redact_url(url)!r}: {reason}; use sqlite:///PATH or postgresql+psycopg://..."
+    ) from None
+
+
 def make_engine(url: str) -> Engine:
     """A new engine for ``url`` (SQLite tuned as described in the module doc)."""
-    parsed = make_url(url)
+    parsed = _parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         db = parsed.database
         if db and db != ":memory:" and not db.startswith("file:"):
-            Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
+            folder = Path(db).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"AIDETECT_DATABASE_URL={redact_url(url)!r}: cannot create the database folder {folder} "
+                    f"({exc.strerror or exc}); set AIDETECT_HOME or AIDETECT_DATABASE_URL"
+                ) from None
+        engine = _create(url, connect_args={"timeout": BUSY_TIMEOUT_S})
         _sqlite_hooks(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return _create(url, pool_pre_ping=True)
 
 
 def make_read_engine(url: str) -> Engine:
     """A new read-only-use engine: SQLite in autocommit (no BEGIN, no lock, never waits for
     a writer in WAL mode; usable from a worker thread); any other URL as :func:`make_engine`."""
-    if make_url(url).get_backend_name() != "sqlite":
+    if _parse_url(url).get_backend_name() != "sqlite":
         return make_engine(url)
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False})
+    engine = _create(url, connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001

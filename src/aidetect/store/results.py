@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     Engine,
     Float,
@@ -84,6 +85,7 @@ class ResultFilter:
     text: str = ""
     uncertain: bool | None = None
     model_version: str | None = None
+    decided_by: str | None = None  # "model" | "provenance"
     file_ids: tuple[int, ...] | None = None
     sort: str = "time"
     descending: bool = True
@@ -100,7 +102,8 @@ class ResultFilter:
         """Whether a filter asks about the verdict (so only scored rows can match)."""
         return any(
             v is not None and v != ""
-            for v in (self.label, self.prob_min, self.prob_max, self.conf_min, self.conf_max, self.uncertain, self.model_version)
+            for v in (self.label, self.prob_min, self.prob_max, self.conf_min, self.conf_max, self.uncertain,
+                      self.model_version, self.decided_by)
         )
 
 
@@ -113,6 +116,7 @@ class ResultRow:
     sha256: str | None
     status: str
     label: str | None
+    decided_by: str | None  # "model" | "provenance": who decided the label
     prob_ai: float | None
     uncertain: bool | None
     uncertain_reason: str | None  # aidetect.wording.UNCERTAIN_REASONS
@@ -120,6 +124,7 @@ class ResultRow:
     model_version: str | None
     scored_by: str | None  # the model that scored it (small images go to another model)
     error: str | None
+    evidence: list[dict[str, Any]] | None  # provenance items of the content
     time: datetime | None
     first_seen: datetime | None
     size: int | None
@@ -150,7 +155,10 @@ class ResultRow:
     def csv_record(self) -> dict[str, str]:
         out: dict[str, str] = {}
         for k, v in self.as_json().items():
-            out[k] = "" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+            if isinstance(v, list):
+                out[k] = json.dumps(v, ensure_ascii=False) if v else ""
+            else:
+                out[k] = "" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
         return out
 
 
@@ -177,12 +185,12 @@ class _Source:
 
 def _select(cols: dict[str, Any], extra: dict[str, Any]) -> Select[Any]:
     kinds = {
-        "pid": Integer, "label": String, "prob_ai": Float, "ood_score": Float, "uncertain": Boolean, "uncertain_reason": String,
+        "pid": Integer, "label": String, "decided_by": String, "prob_ai": Float, "ood_score": Float, "evidence": JSON, "uncertain": Boolean, "uncertain_reason": String,
         "model_version": String, "scored_by": String, "error": Text, "cam_path": Text, "overlay_path": Text,
     }
     parts = []
-    for name in ("file_id", "pid", "image_id", "path", "sha256", "status", "label", "prob_ai", "uncertain",
-                 "uncertain_reason", "ood_score", "model_version", "scored_by", "error", "time", "first_seen", "size",
+    for name in ("file_id", "pid", "image_id", "path", "sha256", "status", "label", "decided_by", "prob_ai", "uncertain",
+                 "uncertain_reason", "ood_score", "model_version", "scored_by", "error", "evidence", "time", "first_seen", "size",
                  "width", "height", "format", "cam_path", "overlay_path"):
         expr = extra.get(name, cols.get(name))
         if expr is None:
@@ -197,13 +205,13 @@ def _file_cols() -> dict[str, Any]:
     return {
         "file_id": File.id, "id": File.id, "image_id": Image.id, "path": File.path, "sha256": Image.sha256,
         "first_seen": File.first_seen, "size": File.size, "width": Image.width, "height": Image.height,
-        "format": Image.format,
+        "format": Image.format, "evidence": Image.evidence,
     }
 
 
 def _pred_cols(p: Any) -> dict[str, Any]:
     return {
-        "pid": p.id, "label": p.label, "prob_ai": p.prob_ai, "uncertain": p.uncertain,
+        "pid": p.id, "label": p.label, "decided_by": p.decided_by, "prob_ai": p.prob_ai, "uncertain": p.uncertain,
         "uncertain_reason": p.uncertain_reason, "ood_score": p.ood_score, "model_version": p.model_version, "scored_by": p.scored_by,
         "cam_path": p.cam_path, "overlay_path": p.overlay_path, "confidence": _conf(p.prob_ai),
     }
@@ -289,6 +297,7 @@ def _conditions(f: ResultFilter, src: _Source, dialect: str) -> list[Any] | None
         ("confidence", f.conf_max, lambda e, v: e <= v),
         ("uncertain", f.uncertain, lambda e, v: e.is_(v)),
         ("model_version", f.model_version, lambda e, v: e == v),
+        ("decided_by", f.decided_by, lambda e, v: e == v),
     )
     for col, value, test in checks:
         if value is None or value == "":
@@ -381,17 +390,29 @@ def _as_dt(v: Any) -> datetime | None:
         return None
 
 
+def _as_list(v: Any) -> list[dict[str, Any]] | None:
+    if v is None or isinstance(v, list):
+        return v
+    try:  # raw JSON text from a UNION on SQLite
+        got = json.loads(v)
+    except (TypeError, ValueError):
+        return None
+    return got if isinstance(got, list) else None
+
+
 def _row(m: Any, view: str) -> ResultRow:
     scored = view == "history" or m["status"] == "done"
     return ResultRow(
         file_id=m["file_id"], image_id=m["image_id"], prediction_id=m["pid"], path=m["path"], sha256=m["sha256"],
         status=m["status"],
         label=m["label"] if scored else None,
+        decided_by=m["decided_by"] if scored else None,
         prob_ai=m["prob_ai"] if scored else None,
         uncertain=None if m["uncertain"] is None or not scored else bool(m["uncertain"]),
         uncertain_reason=m["uncertain_reason"] if scored else None,
         ood_score=m["ood_score"] if scored else None,
         model_version=m["model_version"], scored_by=m["scored_by"], error=m["error"],
+        evidence=_as_list(m["evidence"]),
         time=_as_dt(m["time"]), first_seen=_as_dt(m["first_seen"]), size=m["size"], width=m["width"],
         height=m["height"], format=m["format"], cam_path=m["cam_path"], overlay_path=m["overlay_path"],
     )

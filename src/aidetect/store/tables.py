@@ -72,6 +72,7 @@ class Image(Base):
     updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     error: Mapped[str | None] = mapped_column(Text)
+    evidence: Mapped[list | None] = mapped_column(JSON)  # provenance items (aidetect.provenance), when read
 
     predictions: Mapped[list[Prediction]] = relationship(back_populates="image")
     files: Mapped[list[File]] = relationship(back_populates="image")
@@ -90,6 +91,7 @@ class Prediction(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
     model_version: Mapped[str] = mapped_column(String(128), index=True)
     label: Mapped[str] = mapped_column(String(8))
+    decided_by: Mapped[str | None] = mapped_column(String(16), index=True)  # "model" | "provenance"
     prob_ai: Mapped[float] = mapped_column(Float)
     uncertain: Mapped[bool] = mapped_column(Boolean, default=False)
     uncertain_reason: Mapped[str | None] = mapped_column(String(32))  # aidetect.wording.UNCERTAIN_REASONS

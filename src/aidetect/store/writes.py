@@ -60,12 +60,14 @@ class Registration(list[int]):
     with details as attributes, index-aligned with the registered paths: ``ids[i]`` is the
     image (content) id of path ``i`` and ``file_ids[i]`` its file id. ``already_done`` were
     scored by the active version; ``failed`` failed at registration or, same bytes at the
-    same path, failed before for a reason that will not change."""
+    same path, failed before for a reason that will not change. ``skipped``: paths that
+    were plainly not images and got no row (set by ``aidetect.ingest.register_files``)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.ids: list[int] = []
         self.file_ids: list[int] = []
+        self.skipped: list[str] = []
         self.already_done: list[int] = []
         self.failed: list[int] = []
 

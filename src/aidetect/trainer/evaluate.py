@@ -173,7 +173,7 @@ def _decode(sel: Selection, progress: bool) -> tuple[list[Image.Image], np.ndarr
         try:
             images[i] = load_image(data if data else path, name=path)  # type: ignore[arg-type]
         except ImageLoadError as exc:
-            failed.append(str(exc))
+            failed.append(f"{path}: {exc}")
     keep = [i for i, im in enumerate(images) if im is not None]
     return [images[i] for i in keep], sel.labels[keep], [sel.groups[i] for i in keep], failed  # type: ignore[misc]
 

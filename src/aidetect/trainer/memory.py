@@ -87,7 +87,7 @@ def decode_selection(sel: Selection, size: int, progress: bool = True, desc: str
         try:
             img = load_image(data if data else path, name=path)  # type: ignore[arg-type]
         except ImageLoadError as exc:
-            failed.append(str(exc))
+            failed.append(f"{path}: {exc}")
         else:
             tensors[i] = _fit(TF.pil_to_tensor(img), size)
         bar.update(1)

@@ -1,5 +1,5 @@
 """Glue between the watcher and the store/broker: register complete files, enqueue them,
-and (optionally) move scored files out of the way."""
+report each file's result once it has one, and (optionally) move scored files out of the way."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import shutil
 import threading
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("aidetect.watcher")
 
@@ -14,13 +15,16 @@ log = logging.getLogger("aidetect.watcher")
 class RegisterAndEnqueue:
     """The watcher's sink: ``ingest.submit`` to the workers (hash, a row per file and per
     distinct content, batched tasks). Content already scored by the active model is not
-    queued again. With ``track``, remembers path -> image id for :class:`ScoredFileMover`."""
+    queued again. With ``track``, remembers path -> image id for :class:`ScoredFileMover`;
+    every registered file id is kept in ``handed`` for :class:`ResultReporter`."""
 
     def __init__(self, inbox: Path, track: bool = False) -> None:
         self.inbox = inbox
         self.track = track
         self.registered = 0
         self.enqueued = 0
+        self.skipped: list[str] = []
+        self.handed: list[int] = []
         self.pending: dict[str, int] = {}
         self.lock = threading.Lock()
 
@@ -28,12 +32,67 @@ class RegisterAndEnqueue:
         from aidetect.ingest import submit
 
         reg = submit([Path(p) for p in paths], root=self.inbox, route="workers").registration
-        self.registered += len(paths)
-        self.enqueued += len(reg)
-        if self.track:
-            with self.lock:
-                self.pending.update(zip(paths, reg.ids, strict=True))
+        with self.lock:
+            self.registered += len(paths) - len(reg.skipped)
+            self.enqueued += len(reg)
+            self.skipped.extend(reg.skipped)
+            self.handed.extend(reg.file_ids)
+            if self.track:
+                registered = [p for p in paths if str(Path(p).absolute()) not in set(reg.skipped)]
+                self.pending.update(zip(registered, reg.ids, strict=True))
         log.info("%d files complete -> %d queued", len(paths), len(reg))
+
+
+class ResultReporter:
+    """Follows the files the sink handed off and gives each one's result row once, when it
+    is final (done or failed): what ``aidetect up`` prints per file, and its summary."""
+
+    def __init__(self, sink: RegisterAndEnqueue) -> None:
+        self.sink = sink
+        self.waiting: dict[int, None] = {}
+        self.counts: dict[str, int] = {"done": 0, "failed": 0, "ai": 0, "real": 0, "uncertain": 0}
+        self._taken = 0
+        self._skipped_seen = 0
+
+    def newly_skipped(self) -> list[str]:
+        with self.sink.lock:
+            out = self.sink.skipped[self._skipped_seen :]
+            self._skipped_seen = len(self.sink.skipped)
+        return out
+
+    def poll(self) -> list[Any]:
+        """The rows (``aidetect.store.results.ResultRow``) that became final since the last call."""
+        from aidetect.store import read_engine
+        from aidetect.store.results import rows_for_files
+
+        with self.sink.lock:
+            new = self.sink.handed[self._taken :]
+            self._taken = len(self.sink.handed)
+        self.waiting.update(dict.fromkeys(new))
+        if not self.waiting:
+            return []
+        final = [r for r in rows_for_files(read_engine(), list(self.waiting)) if r.status in ("done", "failed")]
+        for r in final:
+            self.waiting.pop(r.file_id, None)
+            self.counts[r.status] += 1
+            if r.status == "done":
+                self.counts["uncertain" if r.uncertain else str(r.label)] += 1
+        return final
+
+    def summary(self) -> str:
+        c = self.counts
+        with self.sink.lock:
+            skipped = len(self.sink.skipped)
+        parts = [
+            f"{c['done'] + c['failed'] + len(self.waiting)} files this run: {c['done']} scored "
+            f"(ai {c['ai']}, real {c['real']}, undecided {c['uncertain']})",
+            f"{c['failed']} failed",
+        ]
+        if self.waiting:
+            parts.append(f"{len(self.waiting)} still queued (scored at the next start)")
+        if skipped:
+            parts.append(f"{skipped} skipped (not images)")
+        return ", ".join(parts)
 
 
 class ScoredFileMover:

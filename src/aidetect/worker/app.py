@@ -54,7 +54,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         from aidetect.worker.fstransport import ALIAS, register
 
         register()
-        conf["broker_url"] = f"{ALIAS}://"
+        conf["broker_url"] = f"{ALIAS}://localhost/"  # a host: kombu warns on every connection without one
         conf["broker_transport_options"] = {
             "data_folder_in": str(dirs["queue"]),
             "data_folder_out": str(dirs["queue"]),

@@ -128,6 +128,7 @@ class BatchScorer:
             pred = {
                 "model_version": v.model_version or version,
                 "label": v.label,
+                "decided_by": v.decided_by,
                 "prob_ai": float(v.prob_ai),
                 "uncertain": bool(v.uncertain),
                 "uncertain_reason": v.uncertain_reason,
@@ -139,7 +140,7 @@ class BatchScorer:
                 "worker": self.worker_name,
                 "created": utcnow(),
             }
-            img_vals.update(status="done", error=None)
+            img_vals.update(status="done", error=None, evidence=v.evidence)
             outcomes.append(writes.ScoreRecord(image_id, img_vals, pred))
             report.done += 1
         writes.record(outcomes)
