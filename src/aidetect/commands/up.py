@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from aidetect.config import get_settings
+from aidetect.config import get_settings, model_setting_note
 
 if TYPE_CHECKING:
     from aidetect.watcher.pipeline import ResultReporter
@@ -257,8 +257,11 @@ def up(
     from aidetect.worker import broker
 
     init_db()
-    broker.check(settings)
     model = active_model()
+    note = model_setting_note(settings, model.path, model.version)
+    if note:
+        click.echo(f"aidetect up: warning: {note}", err=True)
+    broker.check(settings)
     n_workers = 0 if no_workers else (workers or _default_workers())
     use_polling = settings.watch_polling if polling is None else polling
 
