@@ -155,13 +155,23 @@ def test_upload_browse_filter_select_export(dashboard, mini_dir: Path, tmp_path:
     assert app.last_export[1] == len(shown) == app.table.total
 
 
-def test_failed_upload_shows_reason(dashboard, tmp_path: Path) -> None:
+def test_failed_upload_shows_reason(dashboard, mini_dir: Path, tmp_path: Path) -> None:
     app = dashboard
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"this is not a picture" * 10)
-    app.upload_paths([bad])
+    good = tmp_path / "fine.jpg"
+    shutil.copy(mini_dir / "real" / "real_003.jpg", good)
+    app.upload_paths([bad, good])
+    pump(app, lambda: app.toolbar.busy or app.last_upload is not None, 60, "the progress bar")
     pump(app, lambda: app.last_upload is not None or app.last_error is not None, 120, "the upload")
+    assert app.last_error is None, app.last_error
+    # counted honestly: one of the two failed; the progress bar is gone
+    assert app.toolbar.activity.cget("text") == "Scored 1 of 2 images; 1 failed (see the table)"
+    assert not app.toolbar.busy
     pump(app, lambda: any(r["status"] == "failed" for r in _tree_rows(app)), 30, "a failed row")
+    # the first upload (the broken file) is what the table highlights and the view shows
+    pump(app, lambda: app.detail.row is not None and app.detail.row.file_id == app.last_upload.file_ids[0], 10, "it shown")
+    assert app.tree.selection() == (app.detail.row.key,)
     key = next(k for k in app.tree.get_children() if app.tree.item(k, "values")[6] == "failed")
     app.tree.selection_set(key)
     pump(
@@ -294,3 +304,28 @@ def test_browse_sort_and_page(dashboard, mini_dir: Path, tmp_path: Path) -> None
     )
     settle(app, 0.5)
     screenshot(app, "dashboard-browse")
+
+
+def test_upload_of_a_file_that_says_it_is_ai_shows_its_provenance(dashboard, tmp_path: Path) -> None:
+    """A PNG with Automatic1111's parameters chunk: the table marks that the file decided, the
+    result view lists the evidence in plain words."""
+    import io
+
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    app = dashboard
+    info = PngInfo()
+    info.add_text("parameters", "a lighthouse at dusk\nSteps: 25, Sampler: Euler a, CFG scale: 7, Seed: 42")
+    rng = np.random.default_rng(3)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(buf, "PNG", pnginfo=info)
+    f = tmp_path / "lighthouse.png"
+    f.write_bytes(buf.getvalue())
+    app.upload_paths([f])
+    pump(app, lambda: app.last_upload is not None or app.last_error is not None, 180, "the upload")
+    assert app.last_error is None, app.last_error
+    pump(app, lambda: [r["label"] for r in _tree_rows(app)] == ["ai (file)"], 30, "the row marked by its provenance")
+    pump(app, lambda: "Provenance decided: AI" in app.detail.reason.cget("text"), 30, "the evidence in the result view")
+    assert "Automatic1111" in app.detail.reason.cget("text")
+    assert app.detail.verdict.cget("text") == "AI-GENERATED"

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import threading
 import tkinter as tk
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,16 +29,21 @@ from aidetect.errors import AidetectError
 from aidetect.gui.detail import DetailPanel
 from aidetect.gui.filterbar import FilterBar
 from aidetect.gui.inline import InlineScorer
+from aidetect.gui.layout import MIN_DETAIL, MIN_TABLE, clamp_sash, first_sash
 from aidetect.gui.reads import StoreReader
 from aidetect.gui.statusbar import StatusBar
 from aidetect.gui.table import ResultsTable
 from aidetect.gui.tasks import TaskRunner
 from aidetect.gui.tkgc import TkThreadCollector
 from aidetect.gui.toolbar import Toolbar
-from aidetect.gui.upload import UploadResult, expand_paths, run_upload
+from aidetect.gui.upload import UploadResult, expand_paths, run_upload, upload_summary
 from aidetect.store.results import ResultFilter
 
 log = logging.getLogger(__name__)
+
+MIN_SIZE = (1024, 640)  # the smallest window everything fits in (tests/gui/test_layout.py)
+# Signals that close the window as its close button does (the helper process goes with it).
+CLOSE_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
 
 
 class Dashboard:
@@ -59,9 +66,10 @@ class Dashboard:
         self.last_upload: UploadResult | None = None
         self.last_export: tuple[Path, int] | None = None
         self.scorer = InlineScorer()
+        self.closed = False
 
         self.root = tb.Window(title="aidetect — AI image detector", themename=theme)
-        self.root.minsize(1024, 640)
+        self.root.minsize(*MIN_SIZE)
         sw, sh = self.root.winfo_screenwidth(), self.root.winfo_screenheight()
         w, h = min(size[0], sw), min(size[1], sh)
         self.root.geometry(f"{w}x{h}+{max(0, (sw - w) // 2)}+{max(0, (sh - h) // 2)}")
@@ -99,6 +107,7 @@ class Dashboard:
         self.panes = panes
         self._sash_set = False
         panes.bind("<Configure>", self._place_sash, add="+")
+        panes.bind("<ButtonRelease-1>", lambda _e: self._clamp_sash(), add="+")
 
         self.filter_bar = FilterBar(left, self.apply_filters)
         self.filter_bar.grid(row=0, column=0, sticky="ew", pady=(0, 4))
@@ -118,12 +127,23 @@ class Dashboard:
         self.model_label = self.status_bar.model_label
 
     def _place_sash(self, event: tk.Event) -> None:
-        """The table gets 61 % of the width when the window first shows; the person can
-        drag the sash afterwards."""
-        if self._sash_set or event.width < 200:
+        """The table gets 63 % of the width when the window first shows; the person can
+        drag the sash afterwards, but the result view keeps :data:`MIN_DETAIL` pixels and
+        the table :data:`MIN_TABLE` (also when the window is made smaller)."""
+        if event.width < 200:
             return
-        self._sash_set = True
-        self.panes.sashpos(0, int(event.width * 0.61))
+        if not self._sash_set:
+            self._sash_set = True
+            self.panes.sashpos(0, first_sash(event.width))
+        else:
+            self.root.after_idle(self._clamp_sash)
+
+    def _clamp_sash(self) -> None:
+        with contextlib.suppress(tk.TclError):
+            pos, total = self.panes.sashpos(0), self.panes.winfo_width()
+            want = clamp_sash(pos, total, MIN_TABLE, MIN_DETAIL)
+            if want != pos:
+                self.panes.sashpos(0, want)
 
     def _bind_keys(self) -> None:
         r = self.root
@@ -131,6 +151,8 @@ class Dashboard:
         r.bind("<Control-e>", lambda _e: self.toolbar.ask_export())
         r.bind("<Control-f>", lambda _e: (self.filter_bar.search_entry.focus_set(), "break")[1])
         r.bind("<F5>", lambda _e: self.refresh())
+        for key in ("<Control-q>", "<Control-Q>", "<Control-w>", "<Control-W>"):
+            r.bind(key, lambda _e: (self.close(), "break")[1])
         self.tree.bind("<Return>", lambda _e: self.detail.heat_toggle.focus_set())
         self.filter_bar.search_entry.bind("<Down>", lambda _e: (self.focus_table(), "break")[1])
 
@@ -207,22 +229,22 @@ class Dashboard:
         if not files:
             self.report_error(AidetectError("no image files in the selection"))
             return
-        self.toolbar.say(f"Checking {len(files)} image(s)…", 0)
+        self.toolbar.working(f"Checking {len(files)} image(s)…", 0)
         self.toolbar.uploading(True)
 
         def progress(done: int, total: int) -> None:
             self.runner.call_soon(
-                self.toolbar.say,
+                self.toolbar.working,
                 f"Scoring in this window: {done}/{total}",
                 100.0 * done / max(1, total),
             )
 
-        self.runner.submit(
-            "score",
-            lambda: run_upload(files, progress, self.scorer),
-            self._uploaded,
-            self._upload_failed,
-        )
+        def job() -> UploadResult:
+            res = run_upload(files, progress, self.scorer)
+            res.counts = self.reader.status_counts(res.file_ids)  # what became of them
+            return res
+
+        self.runner.submit("score", job, self._uploaded, self._upload_failed)
 
     def _upload_failed(self, exc: BaseException) -> None:
         self.toolbar.uploading(False)
@@ -231,12 +253,7 @@ class Dashboard:
     def _uploaded(self, res: UploadResult) -> None:
         self.toolbar.uploading(False)
         self.last_upload = res
-        text = {
-            "inline": f"Scored {res.files} image(s) in this window (no worker running)",
-            "workers": f"Sent {res.files} image(s) to the workers; results appear as they finish",
-            "known": f"{res.files} image(s) already in the store",
-        }[res.mode]
-        self.toolbar.say(text, 100 if res.mode != "workers" else 0)
+        self.toolbar.say(upload_summary(res))
         first = res.file_ids[0] if res.file_ids else None
         self.table.refresh(keep_selection=False, select_file=first)
 
@@ -244,21 +261,52 @@ class Dashboard:
     def export_csv(self, path: str | Path) -> None:
         """Write every row matching the current filters, in the table's order, to ``path``."""
         filters, target = self.table.filters, Path(path)
-        self.toolbar.say(f"Exporting {self.table.total:,} rows…", 0)
+        self.toolbar.working(f"Exporting {self.table.total:,} rows…", 0)
 
         def done(n: int) -> None:
             self.last_export = (target, n)
-            self.toolbar.say(f"Exported {n:,} rows to {target.name}", 100)
+            self.toolbar.say(f"Exported {n:,} rows to {target.name}")
 
         self.runner.submit("io", lambda: self.reader.export_csv(filters, target), done)
 
     # -- lifecycle ------------------------------------------------------------------------
     def run(self) -> None:
-        self.root.mainloop()
+        """The main loop, until the window closes (its close button, Ctrl+Q / Ctrl+W, or
+        SIGTERM / SIGHUP, which close it the same way)."""
+        restore = self._close_on_signals()
+        try:
+            self.root.mainloop()
+        finally:
+            self.close()
+            for sig, handler in restore.items():
+                signal.signal(sig, handler)
+
+    def _close_on_signals(self) -> dict[int, Any]:
+        """Have SIGTERM and SIGHUP close the window on the Tk thread. Python runs the
+        handler on the main thread between bytecodes, and the main loop gets there at least
+        every 30 ms (the lanes' poll), so the close is prompt. Returns the old handlers."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        old: dict[int, Any] = {}
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            log.info("signal %d: closing the dashboard", signum)
+            with contextlib.suppress(tk.TclError, RuntimeError):
+                self.root.after(0, self.close)
+
+        for sig in CLOSE_SIGNALS:
+            old[sig] = signal.signal(sig, on_signal)
+        return old
 
     def close(self) -> None:
+        """Close the window and stop its lanes and helper process (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
         self.runner.close()
         self.scorer.close()
         self.gc.close()
         with contextlib.suppress(tk.TclError):
+            self.table.stop_live()
+            self.status_bar.stop()
             self.root.destroy()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tkinter as tk
 from collections.abc import Callable
 from dataclasses import dataclass
+from tkinter import font as tkfont
 from typing import Any
 
 import numpy as np
@@ -18,12 +19,20 @@ from PIL import Image, ImageTk
 
 from aidetect.explain.overlay import read_cam_png
 from aidetect.gui import imaging
+from aidetect.gui.flow import FlowFrame, TextTip
+from aidetect.gui.layout import elide, legend_bar_width, wrap_width
+from aidetect.gui.tablemodel import provenance_text
 from aidetect.gui.tasks import TaskRunner
 from aidetect.store.results import ResultRow
 from aidetect.wording import word
 
 CAVEAT = "The heatmap shows where the model looked, not proof that the image was generated."
+NOT_IN_VIEW = "Not in the table's current view (the filters or the page leave it out)."
 _GAP = 8
+DETAIL_PAD = 10
+LABEL_SLACK = 6  # a label's own padding and border, around its wrapped text
+IMAGE_REQ_HEIGHT = 240  # asked for; the picture gets what the window leaves (weight 1)
+LEGEND_BAR, LEGEND_GAP = 120, 6
 
 
 @dataclass
@@ -95,7 +104,7 @@ class DetailPanel(tb.Frame):
     def __init__(
         self, master: tk.Misc, runner: TaskRunner, on_error: Callable[[BaseException], None]
     ) -> None:
-        super().__init__(master, padding=(10, 6))
+        super().__init__(master, padding=(DETAIL_PAD, 6))
         self.runner = runner
         self._on_error = on_error
         self.row: ResultRow | None = None
@@ -113,49 +122,63 @@ class DetailPanel(tb.Frame):
             head, text="No image selected", font=("TkDefaultFont", 13, "bold"), anchor="w"
         )
         self.title.grid(row=0, column=0, sticky="ew")
+        self._title_full = "No image selected"  # shown cut to one line, in full as a tooltip
+        self._title_width = 0
+        self._title_measure = tkfont.Font(font=self.title.cget("font")).measure
+        TextTip(self.title, lambda _x, _y: self._title_tip())
+        self.note = tb.Label(head, text="", anchor="w", justify="left", bootstyle="warning")
+        self.note.grid(row=1, column=0, sticky="ew")
+        self.note.grid_remove()
         badges = tb.Frame(head)
-        badges.grid(row=1, column=0, sticky="w", pady=(4, 2))
+        badges.grid(row=2, column=0, sticky="w", pady=(4, 2))
         self.verdict = tb.Label(badges, text="", padding=(8, 3), font=("TkDefaultFont", 11, "bold"))
         self.verdict.pack(side="left")
         self.uncertain = tb.Label(badges, text="UNCERTAIN", padding=(8, 3), bootstyle="@warning")
         self.confidence_text = tb.Label(
-            badges, text="", padding=(10, 0), font=("TkDefaultFont", 11)
+            head, text="", anchor="w", justify="left", font=("TkDefaultFont", 11)
         )
-        self.confidence_text.pack(side="left")
+        self.confidence_text.grid(row=3, column=0, sticky="ew")
         self.confidence_bar = tb.Progressbar(head, maximum=100, value=0, bootstyle="info")
-        self.confidence_bar.grid(row=2, column=0, sticky="ew", pady=(2, 4))
-        self.meta = tb.Label(
-            head, text="", justify="left", anchor="w", wraplength=440, bootstyle="secondary"
-        )
-        self.meta.grid(row=3, column=0, sticky="ew")
-        self.reason = tb.Label(
-            head, text="", justify="left", anchor="w", wraplength=440, bootstyle="danger"
-        )
-        self.reason.grid(row=4, column=0, sticky="ew")
+        self.confidence_bar.grid(row=4, column=0, sticky="ew", pady=(2, 4))
+        self.meta = tb.Label(head, text="", justify="left", anchor="w", bootstyle="secondary")
+        self.meta.grid(row=5, column=0, sticky="ew")
+        self.reason = tb.Label(head, text="", justify="left", anchor="w", bootstyle="danger")
+        self.reason.grid(row=6, column=0, sticky="ew")
 
         self.rowconfigure(1, weight=1)
         self.image_area = tb.Frame(self, bootstyle="light")
         self.image_area.grid(row=1, column=0, sticky="nsew", pady=6)
         self.image_area.grid_propagate(False)
-        self.image_area.configure(height=340)
-        self.image_label = tk.Label(
-            self.image_area, bd=0, text="", compound="center", wraplength=420
-        )
+        self.image_area.configure(height=IMAGE_REQ_HEIGHT)
+        self.image_label = tk.Label(self.image_area, bd=0, text="", compound="center")
         self.image_label.place(relx=0.5, rely=0.5, anchor="center")
         self.image_area.bind("<Configure>", lambda _e: self.schedule_render())
 
-        ctl = tb.Frame(self)
-        ctl.grid(row=2, column=0, sticky="ew")
         self.show_heat = tk.BooleanVar(value=True)
         self.side_by_side = tk.BooleanVar(value=False)
         self.opacity = tk.DoubleVar(value=45.0)
+        self._build_controls()
+        self._build_legend()
+        self.caveat = tb.Label(
+            self, text=CAVEAT, bootstyle="secondary", font=("TkDefaultFont", 9, "italic")
+        )
+        self.caveat.grid(row=4, column=0, sticky="w", pady=(2, 0))
+        # labels whose wraplength follows the panel's width
+        self._wrapped = (self.note, self.confidence_text, self.meta, self.reason, self.caveat)
+        self.bind("<Configure>", self._resized, add="+")
+        self._set_controls(False)
+
+    def _build_controls(self) -> None:
+        ctl = FlowFrame(self, gap=10, row_gap=2)
+        ctl.grid(row=2, column=0, sticky="ew")
         self.heat_toggle = self._toggle(ctl, "Heatmap", self.show_heat)
-        self.heat_toggle.pack(side="left")
+        ctl.add(self.heat_toggle)
         self.side_toggle = self._toggle(ctl, "Side by side", self.side_by_side)
-        self.side_toggle.pack(side="left", padx=(10, 0))
-        tb.Label(ctl, text="Opacity").pack(side="left", padx=(8, 4))
+        ctl.add(self.side_toggle)
+        group = tb.Frame(ctl)
+        tb.Label(group, text="Opacity").pack(side="left", padx=(0, 4))
         self.opacity_scale = tb.Scale(
-            ctl,
+            group,
             from_=0,
             to=100,
             variable=self.opacity,
@@ -163,25 +186,42 @@ class DetailPanel(tb.Frame):
             command=lambda _v: self.schedule_render(15),
         )
         self.opacity_scale.pack(side="left")
-        self.opacity_value = tb.Label(ctl, text="45 %", width=5)
-        self.opacity_value.pack(side="left", padx=(4, 10))
+        self.opacity_value = tb.Label(group, text="45 %", width=5)
+        self.opacity_value.pack(side="left", padx=(4, 0))
+        ctl.add(group)
+        self.controls = ctl
         self.opacity.trace_add("write", lambda *_a: self._opacity_changed())
 
-        legend = tb.Frame(self)
-        legend.grid(row=3, column=0, sticky="w", pady=(6, 0))
-        tb.Label(legend, text="blue = least influence", bootstyle="secondary").pack(side="left")
-        self._legend_photo = ImageTk.PhotoImage(imaging.legend_bar(120, 12), master=self)
-        tk.Label(legend, image=self._legend_photo, bd=0).pack(side="left", padx=6)
-        tb.Label(legend, text="red = most influence", bootstyle="secondary").pack(side="left")
-        self.caveat = tb.Label(
-            self,
-            text=CAVEAT,
-            bootstyle="secondary",
-            font=("TkDefaultFont", 9, "italic"),
-            wraplength=440,
+    def _build_legend(self) -> None:
+        legend = FlowFrame(self, gap=LEGEND_GAP, row_gap=2)
+        legend.grid(row=3, column=0, sticky="ew", pady=(6, 0))
+        self.legend_low = tb.Label(legend, text="blue = least influence", bootstyle="secondary")
+        legend.add(self.legend_low)
+        self._legend_width = LEGEND_BAR
+        self._legend_photo = ImageTk.PhotoImage(imaging.legend_bar(LEGEND_BAR, 12), master=self)
+        self.legend_bar = tk.Label(legend, image=self._legend_photo, bd=0)
+        legend.add(self.legend_bar)
+        self.legend_high = tb.Label(legend, text="red = most influence", bootstyle="secondary")
+        legend.add(self.legend_high)
+        self.legend = legend
+
+    def _resized(self, event: tk.Event) -> None:
+        """Wrap the text to the panel's width and fit the legend's colour bar into its row."""
+        if event.widget is not self:
+            return
+        width = wrap_width(event.width, DETAIL_PAD)
+        for label in self._wrapped:
+            label.configure(wraplength=width - LABEL_SLACK)
+        self._title_width = width - LABEL_SLACK
+        self._set_title(self._title_full)
+        self.image_label.configure(wraplength=max(80, width - 20))
+        bar = legend_bar_width(
+            width, self.legend_low.winfo_reqwidth(), self.legend_high.winfo_reqwidth(), LEGEND_GAP
         )
-        self.caveat.grid(row=4, column=0, sticky="w", pady=(2, 0))
-        self._set_controls(False)
+        if bar != self._legend_width:
+            self._legend_width = bar
+            self._legend_photo = ImageTk.PhotoImage(imaging.legend_bar(bar, 12), master=self)
+            self.legend_bar.configure(image=self._legend_photo)
 
     # -- public ---------------------------------------------------------------------------
     def _toggle(self, parent: tk.Misc, text: str, variable: tk.BooleanVar) -> tb.Checkbutton:
@@ -189,11 +229,13 @@ class DetailPanel(tb.Frame):
             parent, text=text, variable=variable, bootstyle="round-toggle", command=self.schedule_render
         )
 
-    def show(self, row: ResultRow | None) -> None:
-        """Show ``row`` (text at once, pictures when the io lane has decoded them)."""
+    def show(self, row: ResultRow | None, note: str | None = None) -> None:
+        """Show ``row`` (text at once, pictures when the io lane has decoded them), with
+        ``note`` above its verdict (e.g. :data:`NOT_IN_VIEW`)."""
         self.row = row
         self._src = None
         self._fill_text(row)
+        self.set_note(note)
         self.image_label.configure(image="", text="Loading…" if row else "")
         self._photo = None
         self.rendered = None
@@ -204,6 +246,18 @@ class DetailPanel(tb.Frame):
             "io", lambda: load_detail(row), self._loaded, self._on_error, key="detail"
         )
 
+    def set_note(self, note: str | None) -> None:
+        """Show ``note`` above the verdict (None: none)."""
+        self.note.configure(text=note or "")
+        if note:
+            self.note.grid()
+        else:
+            self.note.grid_remove()
+
+    @property
+    def note_text(self) -> str:
+        return str(self.note.cget("text")) if self.note.winfo_manager() else ""
+
     @property
     def has_heatmap(self) -> bool:
         return self._src is not None and (
@@ -211,9 +265,18 @@ class DetailPanel(tb.Frame):
         )
 
     # -- internals ------------------------------------------------------------------------
+    def _set_title(self, text: str) -> None:
+        self._title_full = text
+        if self._title_width > 1:
+            text = elide(text, self._title_width, self._title_measure, middle=True)
+        self.title.configure(text=text)
+
+    def _title_tip(self) -> str | None:
+        return self._title_full if self.title.cget("text") != self._title_full else None
+
     def _fill_text(self, row: ResultRow | None) -> None:
         if row is None:
-            self.title.configure(text="No image selected")
+            self._set_title("No image selected")
             self.verdict.configure(text="", bootstyle="default")
             self.uncertain.pack_forget()
             self.confidence_text.configure(text="")
@@ -221,12 +284,13 @@ class DetailPanel(tb.Frame):
             self.meta.configure(text="Upload images or select a row in the table.")
             self.reason.configure(text="")
             return
-        self.title.configure(text=row.name)
-        said = word(row.label, row.prob_ai, row.uncertain, row.uncertain_reason)
+        self._set_title(row.name)
+        said = word(row.label, row.prob_ai, row.uncertain, row.uncertain_reason, row.decided_by)
         if said is not None:
             style = "@secondary" if not said.decided else "@danger" if said.headline == "AI-GENERATED" else "@success"
             self.verdict.configure(text=said.headline, bootstyle=style)
-            self.confidence_text.configure(text=f"{said.detail} (P(ai) = {row.prob_ai:.3f})")
+            # no-break spaces: a wrapped line never splits "P(ai) = 0.642"
+            self.confidence_text.configure(text=f"{said.detail} (P(ai)\u00a0=\u00a0{row.prob_ai:.3f})")
             self.confidence_bar.configure(value=said.confidence * 100)
         else:
             style = "@danger" if row.status == "failed" else "@secondary"
@@ -247,7 +311,10 @@ class DetailPanel(tb.Frame):
         if row.width and row.height:
             bits.append(f"{row.width}x{row.height}")
         self.meta.configure(text="  ·  ".join(bits) + f"\n{row.path}")
-        self.reason.configure(text=f"Reason: {row.error}" if row.error else "")
+        if row.error:
+            self.reason.configure(text=f"Reason: {row.error}", bootstyle="danger")
+        else:  # what the file's own metadata says (the same label: one of the two at a time)
+            self.reason.configure(text=provenance_text(row), bootstyle="info")
 
     def _loaded(self, src: _Source) -> None:
         if self.row is None or src.row.key != self.row.key:
@@ -255,7 +322,8 @@ class DetailPanel(tb.Frame):
         self._src = src
         self._set_controls(self.has_heatmap)
         if src.image is None and src.overlay is None:
-            self.image_label.configure(text=src.error or "No picture", image="")
+            said = "No picture (see the reason above)" if self.row.error else src.error
+            self.image_label.configure(text=said or "No picture", image="")
         if src.error and not self.row.error:
             self.reason.configure(text=src.error)
         self.schedule_render(0)

@@ -12,11 +12,13 @@ from datetime import date
 
 import ttkbootstrap as tb
 
+from aidetect.gui.flow import FlowFrame
 from aidetect.store.results import ResultFilter
 from aidetect.store.tables import STATUSES
 
 ANY = "any"
 DEBOUNCE_MS = 250
+SEARCH_CHARS = 18  # the name field is never narrower
 
 
 @dataclass(frozen=True)
@@ -84,10 +86,11 @@ def parse_filters(entered: FilterFields, base: ResultFilter | None = None) -> Pa
 
 
 class FilterBar(tb.Labelframe):
-    """The filter widgets. ``on_change`` runs :data:`DEBOUNCE_MS` after the last edit."""
+    """The filter widgets, wrapping onto more rows when the table is narrow. ``on_change``
+    runs :data:`DEBOUNCE_MS` after the last edit."""
 
     def __init__(self, master: tk.Misc, on_change: Callable[[], None]) -> None:
-        super().__init__(master, text="Filter", padding=(8, 4))
+        super().__init__(master, text="Filter", padding=(8, 2, 8, 6))
         self._on_change = on_change
         self._pending: str | None = None
         cleared = FilterFields()
@@ -98,26 +101,26 @@ class FilterBar(tb.Labelframe):
         v = self.vars
         self.search_var, self.label_var = v["text"], v["label"]
         self.status_var, self.uncertain_var = v["status"], v["uncertain"]
+        self.flow = FlowFrame(self, gap=14, row_gap=5)
+        self.flow.pack(fill="x")
 
-        tb.Label(self, text="Name").grid(row=0, column=0, sticky="w")
-        self.search_entry = tb.Entry(self, textvariable=v["text"], width=22)
-        self.search_entry.grid(row=0, column=1, sticky="ew", padx=(4, 10))
-        for col, (title, name, values, width) in enumerate(
-            (
-                ("Label", "label", (ANY, "ai", "real"), 6),
-                ("Status", "status", (ANY, *STATUSES), 10),
-                ("Uncertain", "uncertain", (ANY, "yes", "no"), 5),
-            )
+        name = self._group("Name")
+        self.search_entry = tb.Entry(name, textvariable=v["text"], width=SEARCH_CHARS)
+        self.search_entry.pack(side="left", fill="x", expand=True)
+        self.flow.add(name, stretch=True)  # at least SEARCH_CHARS wide, wider when the row allows
+        self.boxes: dict[str, tb.Combobox] = {}
+        for title, key, values, width in (
+            ("Label", "label", (ANY, "ai", "real"), 5),
+            ("Status", "status", (ANY, *STATUSES), 10),
+            ("Uncertain", "uncertain", (ANY, "yes", "no"), 4),
         ):
-            tb.Label(self, text=title).grid(row=0, column=2 + 2 * col, sticky="w")
-            box = tb.Combobox(
-                self, textvariable=v[name], values=values, width=width, state="readonly"
-            )
-            box.grid(row=0, column=3 + 2 * col, padx=(4, 0 if name == "uncertain" else 10))
+            group = self._group(title)
+            box = tb.Combobox(group, textvariable=v[key], values=values, width=width, state="readonly")
+            box.pack(side="left")
+            self.boxes[key] = box
+            self.flow.add(group)
 
-        tb.Label(self, text="Confidence").grid(row=1, column=0, sticky="w", pady=(4, 0))
-        conf = tb.Frame(self)
-        conf.grid(row=1, column=1, sticky="w", padx=(4, 10), pady=(4, 0))
+        conf = self._group("Confidence")
         self.conf_min = tb.Spinbox(
             conf, from_=0, to=100, increment=5, textvariable=v["conf_min"], width=4
         )
@@ -128,15 +131,18 @@ class FilterBar(tb.Labelframe):
         )
         self.conf_max.pack(side="left")
         tb.Label(conf, text="%").pack(side="left", padx=(3, 0))
-        tb.Label(self, text="From").grid(row=1, column=2, sticky="w", pady=(4, 0))
-        self.since_entry = tb.Entry(self, textvariable=v["since"], width=10)
-        self.since_entry.grid(row=1, column=3, padx=(4, 10), pady=(4, 0))
-        tb.Label(self, text="To").grid(row=1, column=4, sticky="w", pady=(4, 0))
-        self.until_entry = tb.Entry(self, textvariable=v["until"], width=10)
-        self.until_entry.grid(row=1, column=5, padx=(4, 10), pady=(4, 0), sticky="w")
-        self.clear_btn = tb.Button(self, text="Clear", bootstyle="secondary-link", command=self.clear)
-        self.clear_btn.grid(row=1, column=6, columnspan=2, sticky="e", pady=(4, 0))
-        self.columnconfigure(1, weight=1)
+        self.flow.add(conf)
+        dates = self._group("From")
+        self.since_entry = tb.Entry(dates, textvariable=v["since"], width=10)
+        self.since_entry.pack(side="left")
+        tb.Label(dates, text="to").pack(side="left", padx=4)
+        self.until_entry = tb.Entry(dates, textvariable=v["until"], width=10)
+        self.until_entry.pack(side="left")
+        self.flow.add(dates)
+        self.clear_btn = tb.Button(
+            self.flow, text="Clear", bootstyle="secondary-link", command=self.clear
+        )
+        self.flow.add(self.clear_btn, right=True)
         tb.ToolTip(self.since_entry, text="YYYY-MM-DD (UTC)")
         tb.ToolTip(self.until_entry, text="YYYY-MM-DD (UTC), inclusive")
         # the fields that can fail to parse, marked red when they do
@@ -148,6 +154,12 @@ class FilterBar(tb.Labelframe):
         }
         for var in v.values():
             var.trace_add("write", lambda *_a: self._changed())
+
+    def _group(self, title: str) -> tb.Frame:
+        """A caption and its fields, kept together on one row of the bar."""
+        group = tb.Frame(self.flow)
+        tb.Label(group, text=title).pack(side="left", padx=(0, 5))
+        return group
 
     def entered(self) -> FilterFields:
         return FilterFields(**{name: var.get() for name, var in self.vars.items()})

@@ -16,7 +16,7 @@ from typing import Any
 from aidetect.gui.tablemodel import Paging
 from aidetect.store import read_engine, results
 from aidetect.store.results import ResultFilter, ResultRow
-from aidetect.store.status import ModelInfo, active_model_info, change_marker
+from aidetect.store.status import ModelInfo, active_model_info, change_marker, status_counts
 
 
 @dataclass
@@ -70,6 +70,12 @@ class StoreReader:
 
     def export_csv(self, filters: ResultFilter, target: Path) -> int:
         return results.export(results.iter_rows(self._engine(), filters), target)
+
+    def status_counts(self, file_ids: list[int]) -> dict[str, int]:
+        """{status: files} over ``file_ids`` (how an upload went)."""
+        if not file_ids:
+            return {}
+        return status_counts(file_ids)
 
     def active_model(self) -> ModelInfo | None:
         return active_model_info(self._engine())

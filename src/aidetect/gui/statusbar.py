@@ -8,10 +8,12 @@ import contextlib
 import tkinter as tk
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import ttkbootstrap as tb
 
 from aidetect.config import redact_url
+from aidetect.gui.flow import FlowFrame
 from aidetect.gui.reads import StoreReader
 from aidetect.gui.tasks import TaskRunner
 from aidetect.store.status import ModelInfo
@@ -22,7 +24,8 @@ class StatusReading:
     """What one poll found; None where that source could not be read."""
 
     model: ModelInfo | None = None
-    workers: int | None = None
+    workers: int | None = None  # live worker nodes (``aidetect worker`` / ``up`` heartbeats)
+    processes: int | None = None  # their scoring processes together (None: a node did not say)
     queue_read: bool = False  # the broker answered; ``queue`` None: its depth is unknown
     queue: int | None = None
     broker_error: str | None = None  # first line of the broker's error
@@ -32,7 +35,8 @@ def read_status(reader: StoreReader) -> StatusReading:
     """Runs on the status lane: the active model from the store, workers and queue depth
     from the broker."""
     model: ModelInfo | None = None
-    workers: int | None = None
+    workers: int | None = None  # live worker nodes (``aidetect worker`` / ``up`` heartbeats)
+    processes: int | None = None  # their scoring processes together (None: a node did not say)
     queue: int | None = None
     queue_read = False
     broker_error: str | None = None
@@ -42,11 +46,33 @@ def read_status(reader: StoreReader) -> StatusReading:
         from aidetect.store.status import live_workers
         from aidetect.worker.broker import queue_depth
 
-        workers = len(live_workers())
+        beats = live_workers()
+        workers, processes = len(beats), worker_processes(beats)
         queue, queue_read = queue_depth(), True
     except Exception as exc:  # noqa: BLE001 - broker down: say so in the bar
         broker_error = str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
-    return StatusReading(model, workers, queue_read, queue, broker_error)
+    return StatusReading(model, workers, processes, queue_read, queue, broker_error)
+
+
+def worker_processes(beats: list[dict[str, Any]]) -> int | None:
+    """The scoring processes of the live workers ``beats`` (``live_workers()``: each node's
+    heartbeat says its ``concurrency``); None when a node did not say."""
+    counts = [b.get("concurrency") for b in beats]
+    if any(not isinstance(c, int) or c < 1 for c in counts):
+        return None
+    return sum(counts)  # type: ignore[arg-type]
+
+
+def _n(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def workers_text(nodes: int, processes: int | None) -> str:
+    """E.g. ``Workers: 1 node, 2 processes``."""
+    if not nodes:
+        return "Workers: none (uploads are scored in this window)"
+    procs = _n(processes, "process", "processes") if processes is not None else "processes unknown"
+    return f"Workers: {_n(nodes, 'node', 'nodes')}, {procs}"
 
 
 def status_texts(s: StatusReading) -> dict[str, str]:
@@ -58,11 +84,7 @@ def status_texts(s: StatusReading) -> dict[str, str]:
     elif s.broker_error is not None:
         out["queue"] = f"Queue: unavailable ({s.broker_error})"
     if s.workers is not None:
-        out["workers"] = (
-            f"Workers: {s.workers} alive"
-            if s.workers
-            else "Workers: none (uploads are scored in this window)"
-        )
+        out["workers"] = workers_text(s.workers, s.processes)
     if s.model is not None:
         acc = f"{s.model.accuracy * 100:.2f} %" if s.model.accuracy is not None else "n/a"
         out["model"] = f"Model: {s.model.version} · {s.model.accuracy_name}: {acc}"
@@ -77,7 +99,8 @@ def short_url(url: str) -> str:
 
 
 class StatusBar(tb.Frame):
-    """The bar along the window's bottom; after :meth:`start` it polls every ``every_ms``."""
+    """The bar along the window's bottom (its parts wrap onto a second row in a narrow
+    window); after :meth:`start` it polls every ``every_ms``."""
 
     def __init__(
         self, master: tk.Misc, runner: TaskRunner, reader: StoreReader, every_ms: int
@@ -86,25 +109,34 @@ class StatusBar(tb.Frame):
         self.runner = runner
         self.reader = reader
         self.every_ms = every_ms
-        self.queue_label = tb.Label(self, text="Queue: –", bootstyle="@light")
-        self.queue_label.pack(side="left")
-        self.workers_label = tb.Label(self, text="Workers: –", bootstyle="@light")
-        self.workers_label.pack(side="left", padx=16)
-        self.model_label = tb.Label(self, text="Model: –", bootstyle="@light")
-        self.model_label.pack(side="left")
-        self.db_label = tb.Label(self, text=short_url(reader.db_url), bootstyle="@light")
-        self.db_label.pack(side="right")
+        self.flow = FlowFrame(self, gap=18, row_gap=1, bootstyle="light")
+        self.flow.pack(fill="x")
+
+        def label(text: str, right: bool = False) -> tb.Label:
+            lab = tb.Label(self.flow, text=text, bootstyle="@light")
+            self.flow.add(lab, right=right)
+            return lab
+
+        self.queue_label = label("Queue: –")
+        self.workers_label = label("Workers: –")
+        self.model_label = label("Model: –")
+        self.db_label = label(short_url(reader.db_url), right=True)
         tb.ToolTip(self.db_label, text=reader.db_url)
 
     def start(self, first_ms: int = 200) -> None:
-        self.after(first_ms, self._tick)
+        self._after: str | None = self.after(first_ms, self._tick)
+
+    def stop(self) -> None:
+        if getattr(self, "_after", None) is not None:
+            self.after_cancel(self._after)  # type: ignore[arg-type]
+            self._after = None
 
     def _tick(self) -> None:
         if self.runner.busy("status") == 0:
             self.runner.submit(
                 "status", lambda: read_status(self.reader), self.show, lambda _e: None
             )
-        self.after(self.every_ms, self._tick)
+        self._after = self.after(self.every_ms, self._tick)
 
     def show(self, reading: StatusReading) -> None:
         labels = {"queue": self.queue_label, "workers": self.workers_label, "model": self.model_label}

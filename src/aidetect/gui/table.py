@@ -11,7 +11,8 @@ from collections.abc import Callable
 import ttkbootstrap as tb
 
 from aidetect.gui import imaging
-from aidetect.gui.detail import DetailPanel
+from aidetect.gui.columns import THUMB_COLUMN, Columns
+from aidetect.gui.detail import NOT_IN_VIEW, DetailPanel
 from aidetect.gui.reads import Page, StoreReader
 from aidetect.gui.tablemodel import (
     COLUMNS,
@@ -20,7 +21,6 @@ from aidetect.gui.tablemodel import (
     needs_reshow,
     pick_selection,
     row_tags,
-    row_values,
     sorted_by,
 )
 from aidetect.gui.tasks import TaskRunner
@@ -71,12 +71,13 @@ class ResultsTable(tb.Frame):
         self.tree = tb.Treeview(
             self, columns=[c[0] for c in COLUMNS], show=("tree", "headings"), selectmode="browse"
         )
-        side = imaging.THUMB_SIDE + 14
-        self.tree.column("#0", width=side, minwidth=side, stretch=False)
+        self.tree.column("#0", width=THUMB_COLUMN, minwidth=THUMB_COLUMN, stretch=False)
         self.tree.heading("#0", text="")
         for cid, heading, width, anchor in COLUMNS:
             self.tree.heading(cid, text=heading, command=lambda c=cid: self.sort_by(c))
-            self.tree.column(cid, width=width, minwidth=50, anchor=anchor, stretch=cid == "name")  # type: ignore[arg-type]
+            self.tree.column(cid, width=width, minwidth=20, anchor=anchor, stretch=False)  # type: ignore[arg-type]
+        # widths follow the table's width and the page's text
+        self.columns = Columns(self.tree, lambda: self.rows, lambda: self.filters.sort)
         ysb = tb.Scrollbar(self, orient="vertical", command=self.tree.yview)
         self.tree.configure(yscrollcommand=ysb.set)
         self.tree.grid(row=0, column=0, sticky="nsew")
@@ -90,26 +91,11 @@ class ResultsTable(tb.Frame):
         self._update_headings()
 
     def _build_pager(self) -> None:
-        p = tb.Frame(self, padding=(0, 4))
-        p.grid(row=1, column=0, columnspan=2, sticky="ew")
-
-        def button(text: str, command: Callable[[], None]) -> tb.Button:
-            return tb.Button(p, text=text, width=3, bootstyle="secondary-outline", command=command)
-
-        self.first_btn = button("«", self.first_page)
-        self.prev_btn = button("◀", self.prev_page)
-        self.next_btn = button("▶", self.next_page)
-        self.last_btn = button("»", self.last_page)
-        for b in (self.first_btn, self.prev_btn):
-            b.pack(side="left", padx=(0, 3))
-        self.page_label = tb.Label(p, text="", width=28, anchor="center")
-        self.page_label.pack(side="left", padx=6)
-        for b in (self.next_btn, self.last_btn):
-            b.pack(side="left", padx=(0, 3))
-        self.live_label = tb.Label(p, text="● live", bootstyle="success")
-        self.live_label.pack(side="right")
-        self.query_time = tb.Label(p, text="", bootstyle="secondary")
-        self.query_time.pack(side="right", padx=8)
+        self.pager = pager = Pager(self, self.first_page, self.prev_page, self.next_page, self.last_page)
+        pager.grid(row=1, column=0, columnspan=2, sticky="ew")
+        self.first_btn, self.prev_btn = pager.first_btn, pager.prev_btn
+        self.next_btn, self.last_btn = pager.next_btn, pager.last_btn
+        self.page_label, self.query_time = pager.page_label, pager.query_time
 
     def _bind_keys(self) -> None:
         t = self.tree
@@ -152,6 +138,7 @@ class ResultsTable(tb.Frame):
         self.filters = sorted_by(self.filters, column)
         self.offset = 0
         self._update_headings()
+        self.columns.fit()  # the arrow moved to another heading
         self.refresh()
 
     def _update_headings(self) -> None:
@@ -170,9 +157,14 @@ class ResultsTable(tb.Frame):
         new_keys = [r.key for r in page.rows]
         old_keys = list(self.tree.get_children())
         self.rows = {r.key: r for r in page.rows}
+        refitted = self.columns.fit(page.rows)  # the new page's text may want other widths
         if new_keys == old_keys:
-            for r in page.rows:
-                self.tree.item(r.key, values=row_values(r), tags=row_tags(r))
+            if not refitted:
+                for r in page.rows:
+                    self.tree.item(r.key, values=self.columns.values(r), tags=row_tags(r))
+            else:
+                for r in page.rows:
+                    self.tree.item(r.key, tags=row_tags(r))
         else:
             if old_keys:
                 self.tree.delete(*old_keys)
@@ -181,23 +173,13 @@ class ResultsTable(tb.Frame):
                     "",
                     "end",
                     iid=r.key,
-                    values=row_values(r),
+                    values=self.columns.values(r),
                     tags=row_tags(r),
                     image=self.thumbs.photo(r.path),
                 )
             self.thumbs.request(r.path for r in page.rows)
         self.page_loads += 1
-        paging, shown = Paging(page.offset, page.total, self.page_size), len(page.rows)
-        self.page_label.configure(text=paging.span(shown))
-        self.query_time.configure(text=f"{page.seconds * 1000:.0f} ms")
-        more = paging.more_after(shown)
-        for b, ok in (
-            (self.first_btn, page.offset > 0),
-            (self.prev_btn, page.offset > 0),
-            (self.next_btn, more),
-            (self.last_btn, more),
-        ):
-            b.configure(state="normal" if ok else "disabled")
+        self.pager.show(Paging(page.offset, page.total, self.page_size), len(page.rows), page.seconds)
         self._restore_selection()
 
     def _thumbs_ready(self, paths: set[str]) -> None:
@@ -206,13 +188,19 @@ class ResultsTable(tb.Frame):
                 self.tree.item(key, image=self.thumbs.photo(row.path))
 
     # -- selection ------------------------------------------------------------------------
+    # The result view shows the selected row; with no row selected it shows nothing, or an
+    # image that is not on this page (an upload the filters hide, a row a filter took away)
+    # with a note that says so.
     def _restore_selection(self) -> None:
         want, self._select_after_load = self._select_after_load, None
         file_id, self._select_file_after_load = self._select_file_after_load, None
         pick = pick_selection(want, file_id, self.rows, self.detail.row)
-        if pick.file_id is not None:
-            self._show_file(pick.file_id)
         if pick.key is None:
+            self._deselect()
+            if pick.file_id is not None:
+                self._show_file(pick.file_id)
+            elif self.detail.row is not None and self.detail.row.key not in self.rows:
+                self.detail.set_note(NOT_IN_VIEW)
             return
         key = pick.key
         if self.tree.selection() != (key,):
@@ -222,21 +210,39 @@ class ResultsTable(tb.Frame):
         shown = self.detail.row
         if shown is not None and shown.key == key and needs_reshow(self.rows[key], shown):
             self.detail.show(self.rows[key])
+        else:
+            self._selection_changed()
+
+    def _deselect(self) -> None:
+        if self.tree.selection():
+            self.tree.selection_remove(*self.tree.selection())
 
     def _show_file(self, file_id: int) -> None:
-        """Show a file whose row is not on this page (filters or sort hide it)."""
+        """Show a file whose row is not on this page (filters or sort hide it), unless a row
+        is selected by the time it is read."""
+
+        def show(row: ResultRow | None) -> None:
+            if row is None or self.tree.selection():
+                return
+            if row.key in self.rows:
+                self._select_after_load = row.key
+                self._restore_selection()
+            else:
+                self.detail.show(row, note=NOT_IN_VIEW)
+
         self.runner.submit(
-            "io",
-            lambda: self.reader.row_of_file(file_id),
-            lambda r: self.detail.show(r) if r else None,
-            key="detail-row",
+            "io", lambda: self.reader.row_of_file(file_id), show, key="detail-row"
         )
 
     def _selection_changed(self) -> None:
         sel = self.tree.selection()
         row = self.rows.get(sel[0]) if sel else None
-        if row is not None and (self.detail.row is None or self.detail.row.key != row.key):
+        if row is None:
+            return
+        if self.detail.row is None or self.detail.row.key != row.key:
             self.detail.show(row)
+        else:
+            self.detail.set_note(None)
 
     def _select_index(self, index: int) -> None:
         children = self.tree.get_children()
@@ -293,15 +299,54 @@ class ResultsTable(tb.Frame):
     # -- live refresh ---------------------------------------------------------------------
     def start_live(self) -> None:
         """Poll the store's change marker every ``live_ms`` and reload when it moves."""
-        self.after(self.live_ms, self._live_tick)
+        self._live_after: str | None = self.after(self.live_ms, self._live_tick)
+
+    def stop_live(self) -> None:
+        if getattr(self, "_live_after", None) is not None:
+            self.after_cancel(self._live_after)  # type: ignore[arg-type]
+            self._live_after = None
 
     def _live_tick(self) -> None:
         if not self.loading and self.runner.busy("io") == 0:
             self.runner.submit(
                 "io", self.reader.marker, self._marker_seen, lambda _e: None, key="marker"
             )
-        self.after(self.live_ms, self._live_tick)
+        self._live_after = self.after(self.live_ms, self._live_tick)
 
     def _marker_seen(self, mark: tuple[int, str]) -> None:
         if self.marker is not None and mark != self.marker and not self.loading:
             self.refresh()
+
+
+class Pager(tb.Frame):
+    """Below the table: first / previous / next / last page, where this page is, how long it
+    took to read, and the live-update mark."""
+
+    def __init__(self, master: tk.Misc, *commands: Callable[[], None]) -> None:
+        super().__init__(master, padding=(0, 4))
+
+        def button(text: str, command: Callable[[], None]) -> tb.Button:
+            return tb.Button(self, text=text, width=2, bootstyle="secondary-outline", command=command)
+
+        self.first_btn, self.prev_btn, self.next_btn, self.last_btn = (
+            button(t, c) for t, c in zip("«◀▶»", commands, strict=True)
+        )
+        for b in (self.first_btn, self.prev_btn):
+            b.pack(side="left", padx=(0, 3))
+        self.page_label = tb.Label(self, text="", width=16, anchor="center")
+        self.page_label.pack(side="left", padx=6)
+        for b in (self.next_btn, self.last_btn):
+            b.pack(side="left", padx=(0, 3))
+        self.live_label = tb.Label(self, text="● live", bootstyle="success")
+        self.live_label.pack(side="right")
+        self.query_time = tb.Label(self, text="", bootstyle="secondary")
+        self.query_time.pack(side="right", padx=8)
+        tb.ToolTip(self.query_time, text="How long reading this page from the store took")
+
+    def show(self, paging: Paging, shown: int, seconds: float) -> None:
+        """The page at ``paging`` with ``shown`` rows, read in ``seconds``."""
+        self.page_label.configure(text=paging.span(shown))
+        self.query_time.configure(text=f"page read in {seconds * 1000:.0f} ms")
+        more, back = paging.more_after(shown), paging.offset > 0
+        for b, ok in ((self.first_btn, back), (self.prev_btn, back), (self.next_btn, more), (self.last_btn, more)):
+            b.configure(state="normal" if ok else "disabled")

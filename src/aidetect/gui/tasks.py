@@ -65,7 +65,12 @@ class TaskRunner:
         for lane in lanes:
             q: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
             self._lanes[lane] = q
-            t = threading.Thread(target=self._work, args=(q,), name=f"gui-{lane}", daemon=True)
+            # the thread gets the queues and the latest tickets, never the runner: a lane that
+            # held the runner (and so the Tk root) could drop the last reference to the Tcl
+            # interpreter off the Tk thread as it ends, and Tcl aborts the process
+            t = threading.Thread(
+                target=_work, args=(q, self._results, self._latest), name=f"gui-{lane}", daemon=True
+            )
             t.start()
             self._threads.append(t)
         self._after_id: str | None = self._root.after(self._poll_ms, self._poll)
@@ -102,27 +107,7 @@ class TaskRunner:
 
     # -- worker threads ----------------------------------------------------------------
     def _stale(self, job: _Job) -> bool:
-        return job.key is not None and self._latest.get(job.key) != job.ticket
-
-    def _work(self, q: queue.SimpleQueue[_Job | None]) -> None:
-        # Background lanes yield the CPU to the Tk thread on a busy machine (bench_gui.py: longest
-        # stall 143/108 ms with nice 10 vs 189/145 ms with 0, two runs each, load ~5 on 2 cores).
-        nice = int(os.environ.get("AIDETECT_GUI_LANE_NICE", "10"))
-        if nice and hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
-            with contextlib.suppress(OSError):  # Linux: a thread's own nice value
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-        while True:
-            job = q.get()
-            if job is None:
-                return
-            if self._stale(job):
-                self._results.put((job, True, _SKIPPED))
-                continue
-            try:
-                result = job.fn()
-                self._results.put((job, True, result))
-            except BaseException as exc:  # noqa: BLE001 - delivered to the Tk thread
-                self._results.put((job, False, exc))
+        return _stale(job, self._latest)
 
     # -- delivery (Tk thread) ----------------------------------------------------------
     def _poll(self) -> None:
@@ -171,3 +156,36 @@ class TaskRunner:
 
 
 _SKIPPED = object()
+
+
+def _stale(job: _Job, latest: dict[str, int]) -> bool:
+    return job.key is not None and latest.get(job.key) != job.ticket
+
+
+def _work(
+    q: queue.SimpleQueue[_Job | None],
+    results: queue.SimpleQueue[tuple[_Job, bool, Any]],
+    latest: dict[str, int],
+) -> None:
+    """A lane's thread: run its jobs in order, handing each outcome to ``results``. A job
+    (whose closure may hold widgets) is let go of as soon as it is handed over, so the Tk
+    thread, which drains ``results``, is the one that frees it."""
+    # Background lanes yield the CPU to the Tk thread on a busy machine (bench_gui.py: longest
+    # stall 143/108 ms with nice 10 vs 189/145 ms with 0, two runs each, load ~5 on 2 cores).
+    nice = int(os.environ.get("AIDETECT_GUI_LANE_NICE", "10"))
+    if nice and hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+        with contextlib.suppress(OSError):  # Linux: a thread's own nice value
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    while True:
+        job = q.get()
+        if job is None:
+            return
+        if _stale(job, latest):
+            results.put((job, True, _SKIPPED))
+        else:
+            try:
+                results.put((job, True, job.fn()))
+            except BaseException as exc:  # noqa: BLE001 - delivered to the Tk thread
+                results.put((job, False, exc))
+                del exc
+        del job

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aidetect.errors import AidetectError
 from aidetect.gui.inline import InlineScorer
 from aidetect.ingest import IMAGE_SUFFIXES, iter_files
 
-__all__ = ["IMAGE_SUFFIXES", "UploadResult", "expand_paths", "run_upload"]
+__all__ = ["IMAGE_SUFFIXES", "UploadResult", "expand_paths", "run_upload", "upload_summary"]
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
@@ -31,6 +31,34 @@ class UploadResult:
     file_ids: list[int]  # the store's file row of every uploaded path, in order
     mode: str  # "workers" | "inline" | "known"
     files: int
+    counts: dict[str, int] = field(default_factory=dict)  # {status: files}, read afterwards
+
+
+def _images(n: int) -> str:
+    return f"{n} image" if n == 1 else f"{n} images"
+
+
+def upload_summary(res: UploadResult) -> str:
+    """The activity line after an upload, from the statuses its files have now (``counts``):
+    how many were scored and how many failed, not just how many were sent."""
+    counts = res.counts
+    total = sum(counts.values()) or res.files
+    done, failed = counts.get("done", 0), counts.get("failed", 0)
+    waiting = total - done - failed
+    if res.mode == "workers":
+        text = f"Sent {_images(total)} to the workers; results appear as they finish"
+        if done or failed:
+            text += f" ({done} done, {failed} failed so far)"
+        return text
+    if res.mode == "known":
+        text = f"{_images(total)} already in the store"
+        return text + (f"; {failed} of them failed (see the table)" if failed else "")
+    if not counts or done == total:
+        return f"Scored {_images(total)} in this window (no worker running)"
+    bits = [f"{failed} failed"] if failed else []
+    if waiting:
+        bits.append(f"{waiting} not scored")
+    return f"Scored {done} of {_images(total)}; {', '.join(bits)} (see the table)"
 
 
 def run_upload(

@@ -70,24 +70,23 @@ def find_metadata(data: bytes, fmt: Format | None) -> Metadata:
     return meta
 
 
-def _add_xmp(meta: Metadata, packet: bytes, where: str) -> None:
-    if len(packet) > MAX_XMP_BYTES:
+def _add_capped(meta: Metadata, kind: str, blob: bytes, where: str) -> None:
+    """Keep an XMP packet or EXIF block for its reader, or note that it is over its cap."""
+    name, cap, into = {"xmp": ("XMP packet", MAX_XMP_BYTES, meta.xmp), "exif": ("EXIF block", MAX_EXIF_BYTES, meta.exif)}[kind]
+    if len(blob) > cap:
         meta.problems.append(
-            ("xmp", f"XMP packet in {where} is {size_words(len(packet))}, over the "
-                    f"{size_words(MAX_XMP_BYTES)} cap: not read")
+            (kind, f"{name} in {where} is {size_words(len(blob))}, over the {size_words(cap)} cap: not read")
         )
     else:
-        meta.xmp.append(packet)
+        into.append(blob)
+
+
+def _add_xmp(meta: Metadata, packet: bytes, where: str) -> None:
+    _add_capped(meta, "xmp", packet, where)
 
 
 def _add_exif(meta: Metadata, blob: bytes, where: str) -> None:
-    if len(blob) > MAX_EXIF_BYTES:
-        meta.problems.append(
-            ("exif", f"EXIF block in {where} is {size_words(len(blob))}, over the "
-                     f"{size_words(MAX_EXIF_BYTES)} cap: not read")
-        )
-    else:
-        meta.exif.append(blob)
+    _add_capped(meta, "exif", blob, where)
 
 
 # --- JPEG -------------------------------------------------------------------------------

@@ -6,10 +6,6 @@ Existing stores: every image gets the file row of the path it was last registere
 Where several images name the same path (a file scanned half-written, then again complete),
 the path points at the newest one, so it shows its current content's result once; the older
 images and their predictions stay in the store. Nothing is deleted.
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-12-02
 """
 
 from __future__ import annotations
@@ -19,8 +15,6 @@ from alembic import op
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,10 +1,6 @@
 """Provenance: the evidence a file's content carries (``images.evidence``, a JSON list of
 ``{kind, says, generator, detail}``) and who decided each verdict (``predictions.decided_by``:
 "model" | "provenance"). Predictions stored before this revision were decided by the model.
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-12-02
 """
 
 from __future__ import annotations
@@ -14,8 +10,6 @@ from alembic import op
 
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
