@@ -274,7 +274,7 @@ def main() -> int:
         wait(app, lambda: app.table.page_loads > n and not app.table.loading)
         dt = time.perf_counter() - t
         print(
-            f"{label}: {dt * 1000:.0f} ms -> {app.table.total:,} rows (query {app.query_time.cget('text')})"
+            f"{label}: {dt * 1000:.0f} ms -> {app.table.total:,} rows ({app.query_time.cget('text')})"
         )
         return dt
 
