@@ -48,6 +48,9 @@ class Settings:
     tile_min_side: int = 96  # images whose short side is at least this many px are tiled
     max_tiles: int = 16
     torch_threads: int = 0  # >0: torch.set_num_threads(n) when a Detector loads (0 = torch default)
+    # provenance: a PEM file of root certificates; a C2PA capture manifest whose signer chains
+    # to one of them may decide "real" (empty: none trusted, no file is decided real)
+    c2pa_trust_anchors: str = ""
     # pipeline
     watch_polling: bool = False
     watch_debounce_s: float = 0.3
@@ -73,6 +76,21 @@ def ensure_writable_dir(path: Path, what: str) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(f"{what}={path}: the folder is not writable")
     return path
+
+
+def read_trust_anchors(settings: Settings) -> str | None:
+    """The PEM text of ``AIDETECT_C2PA_TRUST_ANCHORS`` (None when not set); ConfigError with
+    one line when the file cannot be read or holds no certificate."""
+    if not settings.c2pa_trust_anchors:
+        return None
+    path = Path(settings.c2pa_trust_anchors).expanduser()
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"AIDETECT_C2PA_TRUST_ANCHORS={path}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ConfigError(f"AIDETECT_C2PA_TRUST_ANCHORS={path}: holds no PEM certificate")
+    return text
 
 
 def redact_url(url: str) -> str:

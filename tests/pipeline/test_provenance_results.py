@@ -78,3 +78,24 @@ def test_predict_json_says_who_decided(aidetect_home: Path, folder: Path, capsys
     assert b["decided_by"] == "model"
     code, out, _ = _run(["predict", str(folder / "a1111.png")], capsys)
     assert "provenance" in out
+
+
+def test_a_trusted_capture_manifest_decides_real_only_with_configured_anchors(
+    aidetect_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys  # noqa: ANN001
+) -> None:
+    pki = fx.make_pki()
+    photo = tmp_path / "capture.jpg"
+    photo.write_bytes(fx.c2pa_sign(fx.encode(fx.pixels(11, 64), "JPEG"), "image/jpeg",
+                                   fx.manifest("digitalCapture", "Test Camera App"), pki))
+    code, out, _ = _run(["predict", "--json", str(photo)], capsys)
+    (untrusted,) = assert_results(json.loads(out))
+    assert untrusted["decided_by"] == "model"  # no anchors configured: a capture claim proves nothing
+    anchors = tmp_path / "roots.pem"
+    anchors.write_bytes(pki.root_pem)
+    monkeypatch.setenv("AIDETECT_C2PA_TRUST_ANCHORS", str(anchors))
+    code, out, _ = _run(["predict", "--json", str(photo)], capsys)
+    (trusted,) = assert_results(json.loads(out))
+    assert (trusted["decided_by"], trusted["label"]) == ("provenance", "real"), trusted
+    monkeypatch.setenv("AIDETECT_C2PA_TRUST_ANCHORS", str(tmp_path / "nope.pem"))
+    code, _, err = _run(["predict", "--json", str(photo)], capsys)
+    assert code == 2 and "AIDETECT_C2PA_TRUST_ANCHORS" in err and "Traceback" not in err

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from aidetect.config import SHIPPED_MODEL_DIR, get_settings
+from aidetect.config import SHIPPED_MODEL_DIR, get_settings, read_trust_anchors
 from aidetect.errors import AidetectError, ImageLoadError, ModelLoadError
 from aidetect.explain.cam import DEFAULT_METHOD, batched_cam, resolve_method
 from aidetect.explain.overlay import (
@@ -164,6 +164,7 @@ class Detector:
     ) -> None:
         settings = get_settings()
         self.read_provenance = provenance  # evidence from the file's metadata (aidetect.provenance)
+        self.trust_anchors = read_trust_anchors(settings) if provenance else None
         tune_malloc()  # activation buffers reused instead of re-mapped every pass (aidetect.runtime)
         threads = settings.torch_threads if threads is None else threads
         if threads > 0:
@@ -266,7 +267,7 @@ class Detector:
             v.sha256, v.format, (v.width, v.height) = sha, fmt, img.size
             v.timings["decode"] = t1 - t0
             if self.read_provenance and data is not None:
-                v.evidence = read_provenance(data, fmt)
+                v.evidence = read_provenance(data, fmt, self.trust_anchors)
                 t1 = time.perf_counter()
                 v.timings["provenance"] = t1 - t0 - v.timings["decode"]
             del data

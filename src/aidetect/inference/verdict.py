@@ -66,11 +66,12 @@ class Verdict:
 WATERMARK_FORMATS = frozenset({"PNG", "TIFF", "BMP", "WEBP"})
 
 
-def read_provenance(data: bytes, fmt: str | None) -> list[dict[str, Any]]:
-    """The provenance evidence of a file's bytes, as JSON items (never raises)."""
+def read_provenance(data: bytes, fmt: str | None, trust_anchors: str | None = None) -> list[dict[str, Any]]:
+    """The provenance evidence of a file's bytes, as JSON items (never raises).
+    ``trust_anchors``: PEM roots a C2PA signer must chain to for a capture manifest to say real."""
     from aidetect.provenance import read_evidence
 
-    found = read_evidence(data, watermark=(fmt or "").upper() in WATERMARK_FORMATS)
+    found = read_evidence(data, watermark=(fmt or "").upper() in WATERMARK_FORMATS, c2pa_trust_anchors=trust_anchors)
     return [e.to_json() for e in found.evidence]
 
 

@@ -153,13 +153,25 @@ class ResultRow:
         return result_object({k: iso(v) if isinstance(v, datetime) else v for k, v in values.items()})
 
     def csv_record(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for k, v in self.as_json().items():
-            if isinstance(v, list):
-                out[k] = json.dumps(v, ensure_ascii=False) if v else ""
-            else:
-                out[k] = "" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
-        return out
+        """The CSV columns (``RESULT_FIELDS``) as text: what :meth:`as_json` holds, with
+        booleans as true/false, the evidence as one JSON cell, null as empty."""
+        return dict(zip(RESULT_FIELDS, self.csv_cells(), strict=True))
+
+    def csv_cells(self) -> list[str]:
+        """:meth:`csv_record`'s values in column order (the export's fast path)."""
+        return [_cell(getattr(self, k)) for k in RESULT_FIELDS]
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, datetime):
+        return (v.astimezone(UTC) if v.tzinfo else v.replace(tzinfo=UTC)).isoformat()
+    if isinstance(v, list):
+        return json.dumps(v, ensure_ascii=False) if v else ""
+    return str(v)
 
 
 # -- the row sources --------------------------------------------------------------------------
@@ -488,11 +500,11 @@ def fetch_row(engine: Engine, key: str) -> ResultRow | None:
 
 # -- export -----------------------------------------------------------------------------------
 def write_csv(rows: Iterator[ResultRow] | Sequence[ResultRow], out: IO[str]) -> int:
-    writer = csv.DictWriter(out, fieldnames=list(RESULT_FIELDS), lineterminator="\n")
-    writer.writeheader()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(RESULT_FIELDS)
     n = 0
     for r in rows:
-        writer.writerow(r.csv_record())
+        writer.writerow(r.csv_cells())
         n += 1
     return n
 
