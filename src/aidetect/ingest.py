@@ -209,6 +209,25 @@ def submit(
     if route not in ROUTES:
         raise ValueError(f"route must be one of {ROUTES}, not {route!r}")
     reg = register_files(paths, root=root, rescan=rescan)
+    return dispatch(reg, route=route, force=rescan, worker_wait_s=worker_wait_s, batch_size=batch_size,
+                    scorer=scorer, progress=progress, on_route=on_route)
+
+
+def dispatch(
+    reg: Registration,
+    *,
+    route: str = "auto",
+    force: bool = False,
+    worker_wait_s: float = 0.0,
+    batch_size: int | None = None,
+    scorer: InlineScoring | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_route: Callable[[Registration, str, int], None] | None = None,
+) -> Submission:
+    """The second half of :func:`submit`, for images already registered (``scan
+    --rescore`` re-queues stored ones): choose the route and score or queue ``reg``."""
+    if route not in ROUTES:
+        raise ValueError(f"route must be one of {ROUTES}, not {route!r}")
     if not reg:
         if on_route is not None:
             on_route(reg, "known", 0)
@@ -218,10 +237,10 @@ def submit(
     if on_route is not None:
         on_route(reg, chosen, workers)
     if chosen == "workers":
-        tasks = broker.enqueue(list(reg), batch_size=batch_size, force=rescan)
+        tasks = broker.enqueue(list(reg), batch_size=batch_size, force=force)
         return Submission(reg, "workers", workers, tasks)
     if scorer is not None:
         scorer(list(reg), progress)
     else:
-        score_inline(list(reg), batch_size=batch_size, force=rescan, progress=progress)
+        score_inline(list(reg), batch_size=batch_size, force=force, progress=progress)
     return Submission(reg, "inline")

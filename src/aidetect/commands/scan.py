@@ -161,7 +161,7 @@ def scan(
     if folder is None and not rescore:  # before any import: usage errors are instant
         raise click.UsageError("missing FOLDER (or use --rescore to re-score the store)")
     from aidetect.config import get_settings, model_setting_note
-    from aidetect.ingest import Submission, iter_files, score_inline, submit
+    from aidetect.ingest import dispatch, iter_files, submit
     from aidetect.store import read_engine, writes
     from aidetect.store.migrate import init_db
     from aidetect.store.model_versions import active_model
@@ -220,12 +220,8 @@ def scan(
             reg.extend(writes.requeue_stale(version, str(folder.absolute()) if folder else None))
             reg.file_ids = files_of(list(reg))
             reg.ids = list(reg)
-            sub = Submission(reg, "workers" if not inline else "inline")
-            routed(reg, sub.route, 0)
-            if inline:
-                score_inline(list(reg), batch_size=size, force=rescan, progress=advance)
-            else:
-                broker.enqueue(list(reg), batch_size=size, force=rescan)
+            sub = dispatch(reg, route="inline" if inline else "workers", force=rescan, batch_size=size,
+                           progress=advance, on_route=routed)
         else:
             files = list(iter_files(folder, recursive=recursive))
             route = "inline" if inline else "workers" if no_fallback else "auto"

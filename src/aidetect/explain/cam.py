@@ -36,9 +36,11 @@ from pytorch_grad_cam import (
 from pytorch_grad_cam.base_cam import BaseCAM
 from torch import nn
 
+from aidetect.config import CAM_METHODS
 from aidetect.errors import AidetectError
 
-# name -> library class. Aliases accepted by ``resolve_method``.
+# name (``aidetect.config.CAM_METHODS``, where the CLI reads them without torch) -> library
+# class. Aliases accepted by ``resolve_method``.
 _LIBRARY: dict[str, type[BaseCAM]] = {
     "gradcam": GradCAM,
     "hirescam": HiResCAM,
@@ -47,7 +49,6 @@ _LIBRARY: dict[str, type[BaseCAM]] = {
     "layercam": LayerCAM,
 }
 _ALIASES = {"gradcampp": "gradcam++", "gradcamplusplus": "gradcam++", "grad-cam": "gradcam"}
-CAM_METHODS: tuple[str, ...] = tuple(_LIBRARY)
 DEFAULT_METHOD = "gradcam"
 
 

@@ -9,7 +9,7 @@ from tkinter import filedialog
 
 import ttkbootstrap as tb
 
-from aidetect.gui.upload import IMAGE_SUFFIXES
+from aidetect.ingest import IMAGE_SUFFIXES
 
 PROGRESS_LENGTH = 160
 

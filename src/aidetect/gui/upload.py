@@ -12,9 +12,9 @@ from pathlib import Path
 
 from aidetect.errors import AidetectError
 from aidetect.gui.inline import InlineScorer
-from aidetect.ingest import IMAGE_SUFFIXES, iter_files
+from aidetect.ingest import iter_files
 
-__all__ = ["IMAGE_SUFFIXES", "UploadResult", "expand_paths", "run_upload", "upload_summary"]
+__all__ = ["UploadResult", "expand_paths", "run_upload", "upload_summary"]
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:

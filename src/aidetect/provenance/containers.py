@@ -81,14 +81,6 @@ def _add_capped(meta: Metadata, kind: str, blob: bytes, where: str) -> None:
         into.append(blob)
 
 
-def _add_xmp(meta: Metadata, packet: bytes, where: str) -> None:
-    _add_capped(meta, "xmp", packet, where)
-
-
-def _add_exif(meta: Metadata, blob: bytes, where: str) -> None:
-    _add_capped(meta, "exif", blob, where)
-
-
 # --- JPEG -------------------------------------------------------------------------------
 
 _JPEG_KIND: dict[int, Kind] = {0xE1: "exif", 0xEB: "c2pa"}
@@ -130,9 +122,9 @@ def _walk_jpeg(data: bytes, meta: Metadata) -> None:
             return
         payload = data[pos + 2 : end]
         if marker == 0xE1 and payload.startswith(_JPEG_EXIF):
-            _add_exif(meta, payload, "JPEG APP1")
+            _add_capped(meta, "exif", payload, "JPEG APP1")
         elif marker == 0xE1 and payload.startswith(_JPEG_XMP):
-            _add_xmp(meta, payload[len(_JPEG_XMP) :], "JPEG APP1")
+            _add_capped(meta, "xmp", payload[len(_JPEG_XMP) :], "JPEG APP1")
         pos = end
     meta.problems.append((None, f"JPEG has more than {MAX_CHUNKS} segments: stopped reading metadata"))
 
@@ -178,7 +170,7 @@ def _walk_png(data: bytes, meta: Metadata) -> None:
             if zlib.crc32(ctype + body) & 0xFFFFFFFF != crc:
                 meta.problems.append((_PNG_KIND[ctype], f"PNG {name} chunk fails its CRC check (damaged): not read"))
             elif ctype == b"eXIf":
-                _add_exif(meta, body, "PNG eXIf")
+                _add_capped(meta, "exif", body, "PNG eXIf")
             else:
                 text_total += _png_text(ctype, body, meta, MAX_TEXT_TOTAL_BYTES - text_total)
         pos = end + 4
@@ -226,7 +218,7 @@ def _png_text(ctype: bytes, body: bytes, meta: Metadata, budget: int) -> int:
     else:
         raw = rest
     if is_xmp:
-        _add_xmp(meta, raw, f"PNG {name}")
+        _add_capped(meta, "xmp", raw, f"PNG {name}")
         return 0
     if len(raw) > cap:
         over = "the text cap for the whole file" if cap < MAX_TEXT_CHUNK_BYTES else f"the {size_words(cap)} cap"
@@ -259,9 +251,9 @@ def _walk_webp(data: bytes, meta: Metadata) -> None:
             meta.problems.append((kind, f"WebP {fourcc.decode('latin-1')!r} chunk runs past the end of the file (truncated)"))
             return
         if fourcc == b"EXIF":
-            _add_exif(meta, data[start:end], "WebP EXIF")
+            _add_capped(meta, "exif", data[start:end], "WebP EXIF")
         elif fourcc == b"XMP ":
-            _add_xmp(meta, data[start:end], "WebP XMP")
+            _add_capped(meta, "xmp", data[start:end], "WebP XMP")
         pos = end + (size & 1)
     meta.problems.append((None, f"WebP has more than {MAX_CHUNKS} chunks: stopped reading metadata"))
 
@@ -278,6 +270,6 @@ def _scan_generic(data: bytes, meta: Metadata) -> None:
         if end < 0:
             meta.problems.append(("xmp", "XMP packet has no end (truncated or malformed): not read"))
         else:
-            _add_xmp(meta, data[start : end + len(b"</x:xmpmeta>")], "the file")
+            _add_capped(meta, "xmp", data[start : end + len(b"</x:xmpmeta>")], "the file")
     if data.find(b"jumb") >= 0 and data.find(b"c2pa") >= 0:
         meta.c2pa_box = True

@@ -195,7 +195,7 @@ class _Source:
     scored_only: Any = None  # the condition that makes a row scored (latest view)
 
 
-def _select(cols: dict[str, Any], extra: dict[str, Any]) -> Select[Any]:
+def _select(cols: dict[str, Any]) -> Select[Any]:
     kinds = {
         "pid": Integer, "label": String, "decided_by": String, "prob_ai": Float, "ood_score": Float, "evidence": JSON, "uncertain": Boolean, "uncertain_reason": String,
         "model_version": String, "scored_by": String, "error": Text, "cam_path": Text, "overlay_path": Text,
@@ -204,7 +204,7 @@ def _select(cols: dict[str, Any], extra: dict[str, Any]) -> Select[Any]:
     for name in ("file_id", "pid", "image_id", "path", "sha256", "status", "label", "decided_by", "prob_ai", "uncertain",
                  "uncertain_reason", "ood_score", "model_version", "scored_by", "error", "evidence", "time", "first_seen", "size",
                  "width", "height", "format", "cam_path", "overlay_path"):
-        expr = extra.get(name, cols.get(name))
+        expr = cols.get(name)
         if expr is None:
             expr = _null(kinds.get(name, String))
         elif isinstance(expr, str):
@@ -235,7 +235,7 @@ def _latest_source() -> _Source:
     when = case((and_(Image.status == "done", p.id.is_not(None)), p.created), else_=Image.updated)
     cols = {**_file_cols(), **_pred_cols(p), "status": Image.status, "error": Image.error, "time": when}
     stmt = (
-        _select(cols, {})
+        _select(cols)
         .select_from(File)
         .join(Image, Image.id == File.image_id)
         .outerjoin(p, p.id == newest)
@@ -246,7 +246,7 @@ def _latest_source() -> _Source:
 def _history_sources() -> list[_Source]:
     scored_cols = {**_file_cols(), **_pred_cols(Prediction), "status": "done", "time": Prediction.created}
     scored = (
-        _select(scored_cols, {})
+        _select(scored_cols)
         .select_from(Prediction)
         .join(Image, Image.id == Prediction.image_id)
         .join(File, File.image_id == Image.id)
@@ -254,7 +254,7 @@ def _history_sources() -> list[_Source]:
     bare_cols = {**_file_cols(), "status": Image.status, "error": Image.error, "time": Image.updated}
     has_pred = select(Prediction.id).where(Prediction.image_id == Image.id).exists()
     bare = (
-        _select(bare_cols, {})
+        _select(bare_cols)
         .select_from(File)
         .join(Image, Image.id == File.image_id)
         .where(Image.status.in_(_UNSCORED), ~has_pred)

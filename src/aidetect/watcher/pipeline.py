@@ -38,7 +38,8 @@ class RegisterAndEnqueue:
             self.skipped.extend(reg.skipped)
             self.handed.extend(reg.file_ids)
             if self.track:
-                registered = [p for p in paths if str(Path(p).absolute()) not in set(reg.skipped)]
+                skipped = set(reg.skipped)
+                registered = [p for p in paths if str(Path(p).absolute()) not in skipped]
                 self.pending.update(zip(registered, reg.ids, strict=True))
         log.info("%d files complete -> %d queued", len(paths), len(reg))
 
@@ -53,6 +54,7 @@ class ResultReporter:
         self.counts: dict[str, int] = {"done": 0, "failed": 0, "ai": 0, "real": 0, "uncertain": 0}
         self._taken = 0
         self._skipped_seen = 0
+        self._mark: tuple[int, str] | None = None  # the store's change marker at the last read
 
     def newly_skipped(self) -> list[str]:
         with self.sink.lock:
@@ -64,6 +66,7 @@ class ResultReporter:
         """The rows (``aidetect.store.results.ResultRow``) that became final since the last call."""
         from aidetect.store import read_engine
         from aidetect.store.results import rows_for_files
+        from aidetect.store.status import change_marker
 
         with self.sink.lock:
             new = self.sink.handed[self._taken :]
@@ -71,7 +74,12 @@ class ResultReporter:
         self.waiting.update(dict.fromkeys(new))
         if not self.waiting:
             return []
-        final = [r for r in rows_for_files(read_engine(), list(self.waiting)) if r.status in ("done", "failed")]
+        engine = read_engine()
+        mark = change_marker(engine)  # two index look-ups: re-read the waiting rows only on a change
+        if mark == self._mark and not new:
+            return []
+        self._mark = mark
+        final = [r for r in rows_for_files(engine, list(self.waiting)) if r.status in ("done", "failed")]
         for r in final:
             self.waiting.pop(r.file_id, None)
             self.counts[r.status] += 1
