@@ -37,6 +37,8 @@ sys.path.insert(0, str(REPO / "src"))
 
 from aidetect.config import SHIPPED_MODEL_DIR  # noqa: E402
 from aidetect.inference import Detector  # noqa: E402
+from aidetect.model import ModelCard  # noqa: E402
+from aidetect.model.precision import precision_name  # noqa: E402
 
 
 def coco_files(n: int) -> list[Path]:
@@ -137,7 +139,8 @@ def _row(label: str, n: int, t: dict[str, float]) -> str:
 
 def bench(det: Detector, name: str, files: list[Path], batch_sizes: list[int], tmp: Path, repeat: int) -> None:
     print(f"\n## {name}: {len(files)} images, model {det.version}, input {det.input_size} px, "
-          f"device {det.device}, tile_min_side {det.tile_min_side}, max_tiles {det.max_tiles}")
+          f"device {det.device}, precision {det.precision} ({precision_name(det.amp_dtype)}), "
+          f"views {det.card.views or 'input-size tiles'}, tile_min_side {det.tile_min_side}, max_tiles {det.max_tiles}")
     print("img/s from wall-clock time, and from this process's CPU time (robust when the CPU is shared)")
     print(f"{'batch/clk':>10} | {'(a) img/s':>10} | {'(b) img/s':>10} | {'(b+cam)':>10} | {'(c) img/s':>10} "
           f"| {'c/a':>6} | {'c/b':>6} | {'cam / fwd':>9} | {'cam+files / fwd':>15} | {'(fwd+bwd+files) / fwd':>21}")
@@ -161,6 +164,29 @@ def tiling_cost(model: Path, device: str | None, files: list[Path], tmp: Path, t
         tb = min(run_stage(det, files, 32, "b", tmp)[1] for _ in range(repeat))
         tc = min(run_stage(det, files, 32, "c", tmp)[1] for _ in range(repeat))
         print(f"{mt:>9} | {tiles:>9} | {len(files) / tb:>10.1f} | {len(files) / tc:>10.1f}")
+
+
+def what_helps(model: Path, device: str | None, files: list[Path], tmp: Path, threads: int, repeat: int,
+               yard: float) -> None:
+    """The predict --heatmap path on 512 px JPEGs with each speed-up of Detector v2 taken away:
+    the card's whole-image views (vs 224 px tiles), bf16 autocast (vs fp32)."""
+    tiles_dir = tmp / "model-tiles"
+    shutil.copytree(model, tiles_dir)
+    card = ModelCard.load(tiles_dir)
+    card.views = {}
+    card.save(tiles_dir)
+    print(f"\n## what helps: {len(files)} 512 px JPEGs, predict --heatmap path, batch 32, wall img/s, x the yardstick")
+    for label, mdir, prec in (("card views (whole image), auto precision", model, "auto"),
+                              ("card views, fp32", model, "fp32"),
+                              ("224 px tiles, auto precision", tiles_dir, "auto"),
+                              ("224 px tiles, fp32 (before)", tiles_dir, "fp32")):
+        det = Detector(mdir, device=device, threads=threads, precision=prec)
+        tiles = det.classify(files[:1], explain=False)[0].tiles
+        run_stage(det, files[:4], 32, "c", tmp)
+        w = min(run_stage(det, files, 32, "c", tmp)[0] for _ in range(max(1, repeat)))
+        print(f"{label:>42} ({precision_name(det.amp_dtype)}, {tiles} views/img): {len(files) / w:6.2f} img/s = "
+              f"{len(files) / w / yard:.3f} x")
+    shutil.rmtree(tiles_dir, ignore_errors=True)
 
 
 def provenance_cost(det: Detector, files: list[Path], tmp: Path, repeat: int) -> None:
@@ -195,6 +221,7 @@ def main() -> None:
     ap.add_argument("--batch-sizes", default="1,16,32,64")
     ap.add_argument("--repeat", type=int, default=1, help="best of N runs per cell")
     ap.add_argument("--no-tiling-table", action="store_true")
+    ap.add_argument("--no-what-helps", action="store_true", help="skip the table of each speed-up taken away")
     ap.add_argument(
         "--tmp",
         type=Path,
@@ -224,8 +251,10 @@ def main() -> None:
             big = large_photos(min(8, args.n), tmp)
             run_stage(det, big[:1], 8, "c", tmp)
             w = min(run_stage(det, big, 8, "c", tmp)[0] for _ in range(max(1, args.repeat)))
-            print(f"12 MP JPEG (4032 x 3024, {det.classify(big[:1], explain=False)[0].tiles} tiles), same path, "
+            print(f"12 MP JPEG (4032 x 3024, {det.classify(big[:1], explain=False)[0].tiles} views), same path, "
                   f"batch 8: {len(big) / w:.2f} img/s = {len(big) / w / yard:.3f} x the yardstick")
+            if not args.no_what_helps:
+                what_helps(args.model, args.device, coco, tmp, args.threads, args.repeat, yard)
         cif, where = cifake_files(max(args.n, 256), tmp)
         bench(det, f"CIFAKE 32 px ({where})", cif, batch_sizes, tmp, args.repeat)
         if coco and not args.no_tiling_table:

@@ -6,7 +6,9 @@ Copies ``model.safetensors``, ``card.json`` and ``ood.safetensors`` (when there)
 ``src/aidetect/shipped_models/default`` and writes into the card the routing rule of the Detector:
 ``domain.min_side`` = the model's input size (it only ever sees native-resolution crops of that
 size) and ``small_images.model`` = the shipped model (``src/aidetect/shipped_models/<name>``) that scores
-images with a shorter side. The weights, and so the version, are unchanged.
+images with a shorter side; with ``--window PX`` (default 512) the view rule of a fully
+convolutional model: the whole image up to ``--whole-max-pixels``, else up to ``--max-windows``
+windows of PX (card ``views``, docs/inference.md). The weights, and so the version, are unchanged.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from aidetect.model.ood import OOD_FILE
 MODELS = Path(__file__).resolve().parents[1] / "src" / "aidetect" / "shipped_models"
 
 
-def ship(src: Path, small: str | None) -> Path:
+def ship(src: Path, small: str | None, views: dict[str, int] | None = None) -> Path:
     card = ModelCard.load(src)
+    if views:
+        card.views = views
     dest = MODELS / "default"
     if small is not None:
         if not (MODELS / small / CARD_FILE).is_file():
@@ -45,8 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model_dir", type=Path)
     ap.add_argument("--small", default="cifake", help="shipped model for images under the input size ('' = none)")
+    ap.add_argument("--window", type=int, default=512, help="view windows of PX (0 = input-size tiles)")
+    ap.add_argument("--whole-max-pixels", type=int, default=1024 * 1024, help="images up to this many pixels are seen whole")
+    ap.add_argument("--max-windows", type=int, default=8, help="windows per larger image, at most")
     args = ap.parse_args(argv)
-    dest = ship(args.model_dir, args.small or None)
+    views = ({"window": args.window, "whole_max_pixels": args.whole_max_pixels, "max_windows": args.max_windows}
+             if args.window > 0 else None)
+    dest = ship(args.model_dir, args.small or None, views)
     print(f"shipped {args.model_dir} as {dest} ({ModelCard.load(dest).version})")
     return 0
 

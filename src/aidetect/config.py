@@ -46,7 +46,8 @@ class Settings:
     overlay_max_side: int = 1024
     overlay_alpha: float = 0.45
     tile_min_side: int = 96  # images whose short side is at least this many px are tiled
-    max_tiles: int = 16
+    max_tiles: int = 16  # most views per image (tiles, or the default model's windows)
+    precision: str = "auto"  # autocast dtype of inference: auto (bf16 where the CPU has it, fp16 on CUDA), fp32, bf16, fp16
     torch_threads: int = 0  # >0: torch.set_num_threads(n) when a Detector loads (0 = torch default)
     # provenance: a PEM file of root certificates; a C2PA capture manifest whose signer chains
     # to one of them may decide "real" (empty: none trusted, no file is decided real)

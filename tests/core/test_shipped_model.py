@@ -93,3 +93,68 @@ def test_shipped_model_on_held_out_pictures(shared_data: Path, tmp_path: Path) -
     assert g["coco_sd"]["roc_auc"] > 0.96 and g["forrealscan"]["roc_auc"] > 0.90
     assert g["camera"]["per_class"]["real"]["recall"] > 0.9
     assert m["overall"]["confidently_wrong"] < 0.06 and m["overall"]["uncertain_rate"] < 0.3
+
+
+def _photo_like(width: int, height: int, seed: int) -> Image.Image:
+    """Smooth shapes plus mild sensor-like noise: a stand-in photograph (no shared data needed)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([128 + 90 * np.sin(xx / rng.uniform(20, 90) + c) * np.cos(yy / rng.uniform(20, 90) - c)
+                     for c in (0.0, 1.0, 2.0)], axis=-1)
+    return Image.fromarray(np.clip(base + rng.normal(0, 4, base.shape), 0, 255).astype(np.uint8))
+
+
+def test_default_sees_an_image_whole_and_large_ones_through_windows(detector: Detector) -> None:
+    """The card's view rule: up to 1 MP one view of the whole image at native resolution (its
+    logit is the network's on the whole image); above, windows of 512 px, at most max_windows."""
+    import torch
+
+    img = _photo_like(640, 480, 1)
+    (v,) = detector.classify([img], explain=False)
+    assert v.tiles == 1
+    x = detector.preset.normalise(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)[None])
+    autocast = torch.autocast("cpu", dtype=detector.amp_dtype, enabled=detector.amp_dtype is not None)
+    with torch.inference_mode(), autocast:
+        logits = detector.model(x.contiguous(memory_format=torch.channels_last))
+    expected = torch.softmax(logits.float() / detector.card.temperature, 1)[0, 1].item()
+    assert v.prob_ai == pytest.approx(expected, abs=1e-4)
+    big = _photo_like(2400, 1600, 2)
+    (w,) = detector.classify([big])
+    assert w.tiles == detector.card.views["max_windows"] == 8
+    assert np.isnan(w.cam).any() and np.isfinite(w.cam).mean() > 0.3  # parts between the windows: not seen
+
+
+def test_passes_group_images_by_view_shape(detector: Detector) -> None:
+    """Images whose views share a shape are scored in one forward; others in their own."""
+    calls: list[tuple[int, ...]] = []
+    h = detector.model.register_forward_pre_hook(lambda m, a: calls.append(tuple(a[0].shape)))
+    try:
+        vs = detector.classify([_photo_like(512, 512, 3), _photo_like(640, 480, 4), _photo_like(512, 512, 5)])
+    finally:
+        h.remove()
+    assert all(v.ok for v in vs)
+    assert sorted(calls) == [(1, 3, 480, 640), (2, 3, 512, 512)]
+
+
+def test_bf16_verdicts_match_fp32() -> None:
+    """Inference in bf16 (the default where the CPU has it) gives the fp32 verdicts: probabilities
+    within 0.02 and the same label (measured on the held-out pictures in docs/detector.md)."""
+    images = [_photo_like(512, 512, s) for s in range(4)] + [_photo_like(700, 400, 9)]
+    fp32 = Detector(SHIPPED_MODEL_DIR, device="cpu", threads=2, precision="fp32").classify(images, explain=False)
+    bf16 = Detector(SHIPPED_MODEL_DIR, device="cpu", threads=2, precision="bf16").classify(images, explain=False)
+    for a, b in zip(fp32, bf16, strict=True):
+        assert abs(a.prob_ai - b.prob_ai) < 0.02 and a.label == b.label
+        assert abs(a.ood_score - b.ood_score) < 0.05 * a.ood_score
+
+
+def test_folded_batchnorm_is_the_same_function() -> None:
+    import torch
+
+    model, _ = load_model_dir(SHIPPED_MODEL_DIR)
+    x = torch.randn(2, 3, 256, 320)
+    with torch.inference_mode():
+        before = model(x)
+        assert model.fold_batchnorm() == 49
+        after = model(x)
+    assert torch.allclose(before, after, atol=1e-4)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())

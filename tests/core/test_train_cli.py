@@ -169,7 +169,7 @@ def test_train_publish_makes_it_the_active_version(parquet_dir: Path, tmp_path: 
 
 def test_precision_choice() -> None:
     from aidetect.errors import AidetectError
-    from aidetect.trainer.loop import pick_precision
+    from aidetect.model.precision import pick_precision
 
     cpu = torch.device("cpu")
     assert pick_precision("fp32", cpu) is None
@@ -178,7 +178,7 @@ def test_precision_choice() -> None:
     assert pick_precision("auto", torch.device("cuda")) is torch.float16
     bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert pick_precision("auto", cpu) is (torch.bfloat16 if bf16 else None)
-    with pytest.raises(AidetectError, match="--precision"):
+    with pytest.raises(AidetectError, match="precision .int4.: choose auto"):
         pick_precision("int4", cpu)
 
 

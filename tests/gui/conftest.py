@@ -106,7 +106,7 @@ def add_row(
 
     import numpy as np
 
-    from aidetect.explain.overlay import cam_to_png8, write_png
+    from aidetect.explain.overlay import cam_to_png8, write_image
     from aidetect.store import File, Image, Prediction, init_db, session_scope
 
     init_db()
@@ -138,7 +138,7 @@ def add_row(
                 yy, xx = np.mgrid[0:32, 0:32]
                 blob = np.exp(-((xx - 20) ** 2 + (yy - 12) ** 2) / 60.0).astype(np.float32)
                 cam_path = home / "heatmaps" / f"{digest}.cam.png"
-                write_png(cam_path, cam_to_png8(blob))
+                write_image(cam_path, cam_to_png8(blob))
             s.add(
                 Prediction(
                     image_id=img.id,

@@ -96,14 +96,15 @@ def quad_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def quad_detector(quad_model_dir: Path) -> Detector:
-    return Detector(quad_model_dir, device="cpu", threads=1)
+    return Detector(quad_model_dir, device="cpu", threads=1, precision="fp32")
 
 
 @pytest.fixture(scope="session")
 def detector() -> Detector:
     """The shipped 32 px CIFAKE model (``shipped_models/cifake``, whatever version is committed): the
-    engine's mechanics on small inputs. The default model's own tests: tests/core/test_shipped_model.py."""
-    return Detector(CIFAKE_MODEL_DIR, device="cpu", threads=1)
+    engine's mechanics on small inputs, in fp32 (exact comparisons with a direct forward; bf16 is
+    compared with fp32 in tests/core/test_shipped_model.py). The default model's own tests there too."""
+    return Detector(CIFAKE_MODEL_DIR, device="cpu", threads=1, precision="fp32")
 
 
 @pytest.fixture(scope="session")

@@ -150,9 +150,10 @@ def test_large_image_is_tiled_with_full_size_heatmap(detector: Detector, tmp_pat
     nx, ny = tile_grid(500, 300, s, detector.max_tiles)
     assert v.ok and v.tiles == nx * ny and 1 < v.tiles <= detector.max_tiles and (v.width, v.height) == (500, 300)
     assert v.cam.shape == (154, 256)  # image aspect, long side 256
-    assert v.cam.min() >= 0 and v.cam.max() == pytest.approx(1.0)
-    covered = v.cam > 0
-    assert covered[:, :100].any() and covered[:, -100:].any() and covered[:50].any() and covered[-50:].any()
+    seen = np.isfinite(v.cam)  # 16 tiles of 32 px sample the image: the parts between them are not seen (NaN)
+    assert 0.05 < seen.mean() < 0.5
+    assert np.nanmin(v.cam) >= 0 and np.nanmax(v.cam) == pytest.approx(1.0)
+    assert seen[:, :100].any() and seen[:, -100:].any() and seen[:50].any() and seen[-50:].any()  # spread over it
     overlay = Image.open(v.overlay_path)
     assert overlay.size == (500, 300)
     # tile logits are averaged: the same as scoring the 16 tiles and averaging their logits

@@ -44,7 +44,7 @@ def test_overlay_and_cam_written_once(detector: Detector, tmp_path: Path) -> Non
     assert again[3].overlay_path == verdicts[0].overlay_path
     # explaining the other class, or another method, gets its own files
     other = detector.classify(files[:1], target="other", heatmap_dir=out)[0]
-    assert other.overlay_path != verdicts[0].overlay_path and other.overlay_path.endswith("-other.overlay.png")
+    assert other.overlay_path != verdicts[0].overlay_path and other.overlay_path.endswith("-other.overlay.jpg")
 
 
 def test_save_heatmaps_after_the_fact(detector: Detector, tmp_path: Path) -> None:

@@ -55,7 +55,7 @@ def test_table_and_heatmaps(files, capsys, aidetect_home, tmp_path) -> None:  # 
     assert rc == 1
     flat = "".join(ch for ch in out if ch.isascii() and not ch.isspace())
     assert "prob_ai" in flat and "uncertain" in flat and "broken.jpg" in flat
-    overlays = list(hm.rglob("*.overlay.png"))
+    overlays = list(hm.rglob("*.overlay.jpg"))
     assert len(overlays) == 1 and "-gradcam++-other" in overlays[0].name
     assert overlays[0].name in flat
     rc, out, _ = run(capsys, "--json", "--heatmap", str(hm), good[0])

@@ -1,11 +1,14 @@
-"""View planning from 1 x 1 to 12000 x 9000 px and odd aspect ratios, and heatmap stitching
-without seams."""
+"""View planning from 1 x 1 to 12000 x 9000 px and odd aspect ratios (input-size tiles, and the
+default model's whole-image / window views), heatmap stitching without seams, and parts no view
+saw marked as unseen."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
+from aidetect.explain.overlay import cam_file_array, read_cam_png, render_overlay, write_image
 from aidetect.inference import cam_canvas_size, plan_views, stitch
 from aidetect.inference.views import JPEG_BLOCK
 
@@ -30,16 +33,78 @@ def test_plan_views_any_size(width: int, height: int, size: int, max_tiles: int)
             assert width - (xs[-1] + size) < JPEG_BLOCK and height - (ys[-1] + size) < JPEG_BLOCK
             assert all(b - a <= size for a, b in zip(xs, xs[1:], strict=False))
             assert all(b - a <= size for a, b in zip(ys, ys[1:], strict=False))
-        else:  # sampled: spread over the whole image, each drawn over its own cell
-            x0 = min(r[0] for r in plan.regions)
-            x1 = max(r[2] for r in plan.regions)
-            assert x0 == 0 and x1 == pytest.approx(width)
+        else:  # sampled: spread over the image, each drawn over itself only (the rest is unseen)
+            for (x, y), (a, b, c, d) in zip(plan.tiles, plan.regions, strict=True):
+                assert (a, b) == (x, y)  # the tile itself; extended only over the < 8 px to an edge
+                assert c in (x + size, width) and d in (y + size, height) and c - x - size < JPEG_BLOCK > d - y - size
+            xs = sorted({x for x, _ in plan.tiles})
+            assert xs[0] < width / 2 < xs[-1] + size  # spread, not bunched in a corner
     else:  # one view: the whole image, or its centre crop, resized
         assert len(plan.regions) == 1
         a, b, c, d = plan.regions[0]
         assert 0 <= a < c <= width + 1e-6 and 0 <= b < d <= height + 1e-6
     cw, ch = cam_canvas_size(width, height)
     assert max(cw, ch) <= 256 and min(cw, ch) >= 1
+
+
+WINDOW, WHOLE = 512, 1024 * 1024  # the shipped default's card ``views``
+
+
+@pytest.mark.parametrize(("width", "height"), SIZES, ids=lambda v: str(v))
+@pytest.mark.parametrize("max_windows", [8, 1])
+def test_window_views_any_size(width: int, height: int, max_windows: int) -> None:
+    """The default model's rule: the whole image when it has at most WHOLE pixels, else windows
+    of 512 px (or the image's side) on the JPEG grid, at most ``max_windows``; images with a
+    side under the input size are not this model's (routed to the small-image model) and get
+    the input-size rule."""
+    plan = plan_views(width, height, 224, 96, max_windows, window=WINDOW, whole_max_pixels=WHOLE)
+    if min(width, height) < 224:
+        assert plan.view == (224, 224) or plan.tiles
+        return
+    assert 1 <= len(plan.tiles) <= max_windows and len(plan.regions) == len(plan.tiles)
+    vw, vh = plan.view
+    if width * height <= WHOLE:
+        assert plan.tiles == [(0, 0)] and plan.view == (width, height)
+        assert plan.regions == [(0.0, 0.0, float(width), float(height))]
+        return
+    assert (vw, vh) == (min(WINDOW, width), min(WINDOW, height))
+    for x, y in plan.tiles:
+        assert 0 <= x <= width - vw and 0 <= y <= height - vh and x % JPEG_BLOCK == 0 and y % JPEG_BLOCK == 0
+    assert len(set(plan.tiles)) == len(plan.tiles)
+
+
+def test_whole_image_heatmap_is_one_cam_over_everything() -> None:
+    plan = plan_views(1000, 700, 224, 96, 8, window=WINDOW, whole_max_pixels=WHOLE)
+    cam = np.random.default_rng(0).random((1, 22, 32)).astype(np.float32)
+    heat = stitch(cam, plan, 1000, 700)
+    assert heat.shape == cam_canvas_size(1000, 700)[::-1]
+    assert np.isfinite(heat).all() and heat.min() == 0 and heat.max() == pytest.approx(1.0)
+
+
+def test_sampled_windows_leave_unseen_parts_marked(tmp_path) -> None:  # noqa: ANN001
+    """A 12 MP photo is seen through 8 windows of 512 px: the heatmap is NaN ("not seen")
+    between them, never "least influence"; the raw CAM file keeps that (alpha 0), and the
+    overlay paints those parts gray and hatched, not in heat colours."""
+    w, h = 4032, 3024
+    plan = plan_views(w, h, 224, 96, 8, window=WINDOW, whole_max_pixels=WHOLE)
+    assert len(plan.tiles) == 8 and plan.view == (512, 512)
+    heat = stitch(np.ones((8, 16, 16), np.float32), plan, w, h)
+    seen = np.isfinite(heat)
+    share = seen.mean()
+    assert 8 * 512 * 512 / (w * h) * 0.8 < share < 8 * 512 * 512 / (w * h) * 1.25  # what the windows cover
+    assert (heat[seen] == 0).all()  # a flat map over the seen part; the rest stays NaN
+    path = tmp_path / "x.cam.png"
+    write_image(path, cam_file_array(heat))
+    back = read_cam_png(path)
+    assert (np.isfinite(back) == seen).all()
+    img = np.full((h // 8, w // 8, 3), 128, np.uint8)
+    img[..., 0] = 250  # a red picture: unseen parts must come out gray
+    over = render_overlay(img, heat, 1024, 0.45)  # BGR
+    small_seen = cv2.resize(seen.astype(np.uint8), over.shape[1::-1], interpolation=cv2.INTER_NEAREST).astype(bool)
+    unseen_px = over[~small_seen].astype(int)
+    assert (np.abs(unseen_px[:, 0] - unseen_px[:, 2]) <= 2).all()  # gray: B == R (no heat colour, no red)
+    lines = (unseen_px[:, 0] >= 195).mean()
+    assert 0.05 < lines < 0.35  # the hatching
 
 
 def test_stitched_heatmap_has_no_tile_seams() -> None:
@@ -63,6 +128,5 @@ def test_stitch_covers_the_whole_image() -> None:
     heat = stitch(cams, plan, 1000, 700)
     cw, ch = cam_canvas_size(1000, 700)
     assert heat.shape == (ch, cw)
-    # every pixel but the at most 7 px at the far edges that no tile on the JPEG grid reaches
-    inner = heat[: int(ch * (1 - 8 / 700)), : int(cw * (1 - 8 / 1000))]
-    assert (inner > 0).all()
+    # every pixel (the <= 7 px at the far edges no tile on the JPEG grid reaches: drawn by the last tiles)
+    assert np.isfinite(heat).all()

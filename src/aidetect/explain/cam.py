@@ -67,8 +67,9 @@ def _raw_class(base: type[BaseCAM]) -> type[BaseCAM]:
 
     class Raw(base):  # type: ignore[misc, valid-type]
         def compute_cam_per_layer(self, input_tensor, targets, eigen_smooth):  # type: ignore[no-untyped-def]
-            acts = [a.cpu().data.numpy() for a in self.activations_and_grads.activations]
-            grads = [g.cpu().data.numpy() for g in self.activations_and_grads.gradients]
+            # float32 whatever the autocast dtype of the pass (bf16 on CPUs that have it)
+            acts = [a.detach().float().cpu().numpy() for a in self.activations_and_grads.activations]
+            grads = [g.detach().float().cpu().numpy() for g in self.activations_and_grads.gradients]
             out = []
             for i, layer in enumerate(self.target_layers):
                 cam = self.get_cam_image(input_tensor, layer, targets, acts[i], grads[i], eigen_smooth)
@@ -158,11 +159,15 @@ def count_hooks(model: nn.Module) -> int:
 
 
 def normalise(cam: np.ndarray) -> np.ndarray:
-    """Min-max to [0, 1] (a flat map becomes all zeros), float32."""
+    """Min-max to [0, 1] over the seen part (a flat map becomes zeros), float32; NaN (parts
+    no view saw) stays NaN."""
     cam = cam.astype(np.float32, copy=False)
-    lo, hi = float(cam.min()), float(cam.max())
+    seen = np.isfinite(cam)
+    if not seen.any():
+        return cam.copy()
+    lo, hi = float(cam[seen].min()), float(cam[seen].max())
     if hi - lo <= 1e-12:
-        return np.zeros_like(cam, dtype=np.float32)
+        return np.where(seen, np.float32(0), np.float32(np.nan)).astype(np.float32)
     return (cam - lo) / (hi - lo)
 
 

@@ -45,6 +45,7 @@ class _Source:
     overlay: Image.Image | None  # fallback when only the rendered overlay exists
     error: str | None
     heat: Image.Image | None = None  # colourised CAM at image size, built on first render
+    unseen: np.ndarray | None = None  # parts of the image the model did not see (with heat)
 
 
 def load_detail(row: ResultRow) -> _Source:
@@ -81,7 +82,8 @@ def render(
     if src.cam is not None:
         if src.heat is None:
             src.heat = imaging.colorize(src.cam, base.size)
-        over = imaging.blend(base, src.heat, alpha)
+            src.unseen = imaging.unseen_mask(src.cam, base.size)
+        over = imaging.blend(base, src.heat, alpha, src.unseen)
     else:
         assert src.overlay is not None
         over = src.overlay.resize(base.size)
@@ -203,6 +205,8 @@ class DetailPanel(tb.Frame):
         legend.add(self.legend_bar)
         self.legend_high = tb.Label(legend, text="red = most influence", bootstyle="secondary")
         legend.add(self.legend_high)
+        self.legend_unseen = tb.Label(legend, text="gray hatched = not seen by the model", bootstyle="secondary")
+        legend.add(self.legend_unseen)
         self.legend = legend
 
     def _resized(self, event: tk.Event) -> None:

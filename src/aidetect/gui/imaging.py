@@ -59,9 +59,15 @@ def colorize(cam: np.ndarray, size: tuple[int, int]) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(overlay.jet_heat(cam, size)[..., ::-1]))
 
 
-def blend(image: Image.Image, heat: Image.Image, alpha: float) -> Image.Image:
-    """``(1 - alpha) * image + alpha * heat`` (both RGB of the same size)."""
-    return Image.fromarray(overlay.blend_heat(np.asarray(image), np.asarray(heat), alpha))
+def blend(image: Image.Image, heat: Image.Image, alpha: float, unseen: np.ndarray | None = None) -> Image.Image:
+    """``(1 - alpha) * image + alpha * heat`` (both RGB of the same size); parts in ``unseen``
+    (not seen by the model, :func:`unseen_mask`) gray and hatched, as in the overlay files."""
+    return Image.fromarray(overlay.blend_heat(np.asarray(image), np.asarray(heat), alpha, unseen))
+
+
+def unseen_mask(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray | None:
+    """Where the model saw nothing, at ``size`` (width, height); None when it saw everything."""
+    return overlay.unseen_mask(cam, size)
 
 
 def legend_bar(width: int = 160, height: int = 12) -> Image.Image:

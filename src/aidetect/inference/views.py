@@ -18,20 +18,24 @@ CAM_MAX_SIDE = 256  # long side of Verdict.cam (and of the raw CAM file)
 class ViewPlan:
     """Where the views of one image come from and which part of the heatmap each explains.
 
-    ``tiles``: (x, y) top-left corners of input-size crops at native resolution, or empty
-    when the image is fed whole (resized + centre-cropped by EvalPreset if needed).
-    ``regions``: per view, the (x0, y0, x1, y1) box of the image its CAM is drawn over.
+    ``tiles``: (x, y) top-left corners of native-resolution crops of ``view`` = (width,
+    height) pixels each (one crop at (0, 0) of the image's own size when the model sees it
+    whole), or empty when the image is resized + centre-cropped by EvalPreset.
+    ``regions``: per view, the (x0, y0, x1, y1) box of the image its CAM is drawn over; parts
+    of the image in no region were not seen and are marked so in the heatmap (NaN).
     """
 
     tiles: list[tuple[int, int]]
     regions: list[tuple[float, float, float, float]]
+    view: tuple[int, int] = (0, 0)
 
 
-def tile_grid(width: int, height: int, size: int, max_tiles: int) -> tuple[int, int]:
-    """Columns x rows of input-size tiles: enough to cover the image when that takes at
-    most ``max_tiles``; otherwise the largest grid within ``max_tiles`` with the image's
-    aspect ratio (tiles then sample the image evenly instead of covering it)."""
-    gx, gy = math.ceil(width / size), math.ceil(height / size)
+def tile_grid(width: int, height: int, size: int | tuple[int, int], max_tiles: int) -> tuple[int, int]:
+    """Columns x rows of ``size`` tiles (one side, or (width, height)): enough to cover the
+    image when that takes at most ``max_tiles``; otherwise the largest grid within
+    ``max_tiles`` with the image's aspect ratio (tiles then sample the image evenly)."""
+    sx, sy = (size, size) if isinstance(size, int) else size
+    gx, gy = math.ceil(width / sx), math.ceil(height / sy)
     if gx * gy <= max_tiles:
         return gx, gy
     k = math.sqrt(max_tiles / (gx * gy))
@@ -52,39 +56,54 @@ def tile_grid(width: int, height: int, size: int, max_tiles: int) -> tuple[int, 
 JPEG_BLOCK = 8
 
 
-def _axis(length: int, size: int, n: int) -> tuple[list[int], list[tuple[float, float]]]:
-    """Tile starts along one axis (each tile centred in its cell of an even partition, then
+def _axis(length: int, size: int, n: int) -> list[int]:
+    """Tile starts along one axis: each tile centred in its cell of an even partition, then
     moved to the nearest multiple of 8 so that a tile's 8 x 8 blocks are the JPEG encoder's
-    blocks, as in training; at most 7 px at the far edge can go unseen) and the span each
-    tile's CAM is drawn over (the tile itself when the tiles cover the axis, the tile's cell
-    when they only sample it)."""
+    blocks, as in training (at most 7 px at the far edge of a covering grid go unseen)."""
     edges = np.linspace(0.0, float(length), n + 1)
     last = (length - size) // JPEG_BLOCK * JPEG_BLOCK
-    starts, spans = [], []
+    starts = []
     for i in range(n):
         centre = (edges[i] + edges[i + 1]) / 2
         s = min(max(centre - size / 2, 0), length - size)
-        s = min(int(round(s / JPEG_BLOCK)) * JPEG_BLOCK, last)
-        starts.append(s)
-        cell = edges[i + 1] - edges[i]
-        spans.append((float(s), float(s + size)) if cell <= size else (float(edges[i]), float(edges[i + 1])))
-    return starts, spans
+        starts.append(min(int(round(s / JPEG_BLOCK)) * JPEG_BLOCK, last))
+    return starts
 
 
-def plan_views(width: int, height: int, size: int, tile_min_side: int, max_tiles: int) -> ViewPlan:
-    """The tiling policy. An image of exactly the model's input size is fed unchanged. An
-    image whose short side is at least ``max(size, tile_min_side)`` is tiled at native
-    resolution (see :func:`tile_grid`). Anything else is resized on the short side and
-    centre-cropped (EvalPreset); its CAM covers the cropped part."""
+def _grid(width: int, height: int, vw: int, vh: int, max_tiles: int) -> ViewPlan:
+    """Native-resolution crops of vw x vh on the JPEG grid, covering the image or sampling it
+    evenly (:func:`tile_grid`); each crop's CAM is drawn over the crop itself (the rest of a
+    sampled image stays unseen)."""
+    nx, ny = tile_grid(width, height, (vw, vh), max_tiles)
+    tiles = [(x, y) for y in _axis(height, vh, ny) for x in _axis(width, vw, nx)]
+    def end(start: int, size: int, length: int) -> float:  # the <= 7 px a grid on 8 px cannot reach: drawn by the last crop
+        return float(length if length - (start + size) < JPEG_BLOCK else start + size)
+
+    regions = [(float(x), float(y), end(x, vw, width), end(y, vh, height)) for x, y in tiles]
+    return ViewPlan(tiles=tiles, regions=regions, view=(vw, vh))
+
+
+def plan_views(width: int, height: int, size: int, tile_min_side: int, max_tiles: int, *,
+               window: int = 0, whole_max_pixels: int = 0) -> ViewPlan:
+    """The view policy.
+
+    Fully convolutional models whose card asks for it (``window`` > 0, the default model): an
+    image of at most ``whole_max_pixels`` is seen whole, in one pass at native resolution;
+    a larger one as windows of ``window`` px (or its side, if smaller) covering it when at
+    most ``max_tiles`` windows do, else an even sample of ``max_tiles`` of them.
+
+    Otherwise (input-size tiles): an image of exactly the model's input size is fed
+    unchanged; one whose short side is at least ``max(size, tile_min_side)`` is cut into
+    input-size tiles at native resolution (see :func:`tile_grid`); anything else is resized
+    on the short side and centre-cropped (EvalPreset); its CAM covers the cropped part."""
+    if window > 0 and min(width, height) >= size:
+        if width * height <= whole_max_pixels:
+            return ViewPlan(tiles=[(0, 0)], regions=[(0.0, 0.0, float(width), float(height))], view=(width, height))
+        return _grid(width, height, min(window, width), min(window, height), max(1, max_tiles))
     if (width, height) != (size, size) and min(width, height) >= max(size, tile_min_side) and max_tiles > 1:
-        nx, ny = tile_grid(width, height, size, max_tiles)
-        xs, xspans = _axis(width, size, nx)
-        ys, yspans = _axis(height, size, ny)
-        tiles = [(x, y) for y in ys for x in xs]
-        regions = [(xa, ya, xb, yb) for (ya, yb) in yspans for (xa, xb) in xspans]
-        return ViewPlan(tiles=tiles, regions=regions)
+        return _grid(width, height, size, size, max_tiles)
     if (width, height) == (size, size):
-        return ViewPlan(tiles=[], regions=[(0.0, 0.0, float(width), float(height))])
+        return ViewPlan(tiles=[], regions=[(0.0, 0.0, float(width), float(height))], view=(size, size))
     short, long_ = min(width, height), max(width, height)
     scale = size / short
     new_long = int(size * long_ / short)
@@ -94,7 +113,7 @@ def plan_views(width: int, height: int, size: int, tile_min_side: int, max_tiles
         rw, rh = new_long, size
     left, top = int(round((rw - size) / 2)), int(round((rh - size) / 2))
     region = (left / scale, top / scale, (left + size) / scale, (top + size) / scale)
-    return ViewPlan(tiles=[], regions=[region])
+    return ViewPlan(tiles=[], regions=[region], view=(size, size))
 
 
 def cam_canvas_size(width: int, height: int, max_side: int = CAM_MAX_SIDE) -> tuple[int, int]:
@@ -105,7 +124,8 @@ def cam_canvas_size(width: int, height: int, max_side: int = CAM_MAX_SIDE) -> tu
 def stitch(cams: np.ndarray, plan: ViewPlan, width: int, height: int) -> np.ndarray:
     """Per-view raw CAMs (k, h, w) -> one float32 heatmap over the whole image (aspect
     kept, long side <= CAM_MAX_SIDE), normalised to [0, 1] over the image (so tiles keep
-    their relative importance). Parts no view saw (outside a centre crop) stay 0."""
+    their relative importance). Parts no view saw (outside a centre crop, between sampled
+    windows) are NaN: not seen, which is not "least influence"."""
     cw, ch = cam_canvas_size(width, height)
     if len(plan.regions) == 1 and plan.regions[0] == (0.0, 0.0, float(width), float(height)):
         return normalise(cv2.resize(cams[0], (cw, ch), interpolation=cv2.INTER_LINEAR))  # one view, whole image
@@ -120,6 +140,7 @@ def stitch(cams: np.ndarray, plan: ViewPlan, width: int, height: int) -> np.ndar
         acc[b:d, a:c] += cv2.resize(cam, (c - a, d - b), interpolation=cv2.INTER_LINEAR) * weight
         cnt[b:d, a:c] += weight
     np.divide(acc, cnt, out=acc, where=cnt > 0)
+    acc[cnt <= 0] = np.nan
     return normalise(acc)
 
 

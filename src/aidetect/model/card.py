@@ -40,6 +40,9 @@ class ModelCard:
     domain: dict[str, int] = field(default_factory=dict)
     # {"model": dir relative to this one}: images under domain.min_side are scored by that model
     small_images: dict[str, Any] | None = None
+    # fully convolutional views (inference/views.py): {"window": px, "whole_max_pixels": n,
+    # "max_windows": n}; empty -> input-size tiles
+    views: dict[str, int] = field(default_factory=dict)
     ood: dict[str, Any] | None = None  # out-of-distribution score: threshold and how it was fitted (model/ood.py)
     version: str = ""
     created: str = ""

@@ -65,8 +65,45 @@ class EfficientNetLite(nn.Module):
         first four stages (strides 2 to 16), where low-level image statistics live."""
         return list(self.net.blocks[:4])
 
+    @torch.no_grad()
+    def fold_batchnorm(self) -> int:
+        """For inference: fold every BatchNorm into the convolution it follows (timm registers
+        each ``conv*`` right before the ``bn*`` that consumes it), leaving the BN's activation;
+        the same function in fp32 to ~1e-6, 1.15-1.2x the bf16 forward at 512 px here. Only in
+        eval mode (the running statistics are baked in). Returns the number folded."""
+        from timm.layers import BatchNormAct2d
+
+        if self.training:
+            raise RuntimeError("fold_batchnorm: eval mode only")
+        pairs: list[tuple[nn.Module, str, str]] = []
+
+        def visit(module: nn.Module) -> None:
+            names = list(module._modules)
+            for i, name in enumerate(names):
+                child = module._modules[name]
+                before = module._modules[names[i - 1]] if i else None
+                if isinstance(child, BatchNormAct2d) and isinstance(before, nn.Conv2d):
+                    pairs.append((module, names[i - 1], name))
+                elif child is not None:
+                    visit(child)
+
+        visit(self.net)
+        for module, conv_name, bn_name in pairs:
+            conv, bn = module._modules[conv_name], module._modules[bn_name]
+            assert isinstance(conv, nn.Conv2d) and isinstance(bn, BatchNormAct2d)
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+            conv.weight = nn.Parameter(conv.weight * scale[:, None, None, None], requires_grad=False)
+            conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias, requires_grad=False)
+            module._modules[bn_name] = nn.Sequential(bn.drop, bn.act)
+        return len(pairs)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        features = self.net.forward_features(x)
+        # pooling and the 2-way head in fp32 under any autocast: logits of bf16 carry 8 bits,
+        # too coarse for a calibrated probability near the threshold
+        with torch.autocast(x.device.type, enabled=False):
+            return self.net.forward_head(features.float())
 
 
 def _block_index(model: EfficientNetLite) -> list[tuple[int, int, bool]]:

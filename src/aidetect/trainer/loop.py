@@ -29,6 +29,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from aidetect.errors import AidetectError
 from aidetect.model import ModelCard, create_model, save_model_dir
+from aidetect.model.precision import pick_precision
 from aidetect.model.preprocess import Normalisation
 from aidetect.runtime import tune_malloc
 from aidetect.trainer import calibration
@@ -44,21 +45,6 @@ def pick_device(name: str | None) -> torch.device:
     if name:
         return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for training, or None for fp32. ``auto``: fp16 on CUDA; bf16 on a
-    CPU whose oneDNN supports it (AVX512-BF16/AMX: 1.8x the fp32 step here), else fp32.
-    Validation, calibration and inference always run in fp32."""
-    if name == "fp32":
-        return None
-    if name == "auto":
-        if device.type == "cuda":
-            return torch.float16
-        return torch.bfloat16 if device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
-    if name in ("bf16", "fp16"):
-        return torch.bfloat16 if name == "bf16" else torch.float16
-    raise AidetectError(f"--precision {name}: choose auto, fp32, bf16 or fp16")
 
 
 def warmed_up_decay(decay: float, num_averaged: int) -> float:
