@@ -147,14 +147,31 @@ def test_bf16_verdicts_match_fp32() -> None:
         assert abs(a.ood_score - b.ood_score) < 0.05 * a.ood_score
 
 
-def test_folded_batchnorm_is_the_same_function() -> None:
+def test_folded_batchnorm_and_fused_activation_are_the_same_function() -> None:
+    """BatchNorm folded into the convolutions, conv + activation in one oneDNN call on the CPU:
+    the network's function in fp32; in bf16 the logits stay within bf16 rounding; with grad
+    (training, or a backward through these layers) the eager path runs."""
     import torch
+
+    from aidetect.model.efficientnet import ConvAct, _fused_op_available
 
     model, _ = load_model_dir(SHIPPED_MODEL_DIR)
     x = torch.randn(2, 3, 256, 320)
     with torch.inference_mode():
         before = model(x)
-        assert model.fold_batchnorm() == 49
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            before16 = model(x)
+    assert model.fold_batchnorm() == 49  # outside inference mode, as the Detector does it
+    with torch.inference_mode():
         after = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            after16 = model(x)
     assert torch.allclose(before, after, atol=1e-4)
+    assert (after16 - before16).abs().max() < 0.15 * before16.abs().max() + 0.05
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    fused = [m for m in model.modules() if isinstance(m, ConvAct)]
+    assert len(fused) == 49
+    assert all(m.fused is not None for m in fused) == _fused_op_available()
+    xg = x[:1].clone().requires_grad_(True)
+    model(xg).sum().backward()  # with grad the eager path runs: gradients reach the input
+    assert xg.grad is not None and xg.grad.abs().sum() > 0

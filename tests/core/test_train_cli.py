@@ -68,7 +68,8 @@ def test_evaluate_json_report_and_plots(trained: Path, mini_dir: Path, tmp_path:
         assert isinstance(summary[key], float | int), key
     assert summary["n"] == 256
     assert set(summary["robustness"]) == {"clean", "jpeg_q90", "jpeg_q75", "jpeg_q50", "downscale_0.5x",
-                                          "blur_r1", "grayscale", "webp_q75", "social_1080_q80"}
+                                          "blur_r1", "grayscale", "webp_q75", "social_1080_q80",
+                                          "screenshot", "meme"}
     metrics = json.loads((out / "metrics.json").read_text())
     cm = np.array(metrics["overall"]["confusion_matrix"]["rows_true_cols_pred"])
     assert cm.sum() == 256 and cm[0].sum() == 128  # 128 real images, real row first

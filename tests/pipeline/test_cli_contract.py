@@ -117,6 +117,15 @@ def test_bad_setting_is_one_line_naming_it(var, value, expects, aidetect_home, m
         assert f"{var}={value!r}" in line and expects in line, line
 
 
+def test_unknown_precision_is_one_line(aidetect_home, monkeypatch, capsys) -> None:  # noqa: ANN001
+    monkeypatch.setenv("AIDETECT_PRECISION", "int4")
+    for args in (["predict", str(MINI / "ai" / "ai_000.jpg")], ["evaluate", "--data", str(MINI), "--no-robustness"]):
+        code, _, err = _run(args, capsys)
+        assert code == errors.EXIT_USAGE, (args, err)
+        line = _one_error_line(err)
+        assert "AIDETECT_PRECISION='int4'" in line and "choose auto, fp32, bf16, fp16" in line, line
+
+
 def test_settings_are_parsed_strictly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AIDETECT_HOME", str(tmp_path))
     for raw, want in (("1", True), ("yes", True), ("ON", True), ("0", False), ("off", False), ("false", False)):

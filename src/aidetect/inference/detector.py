@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 from aidetect.config import SHIPPED_MODEL_DIR, get_settings, read_trust_anchors
-from aidetect.errors import AidetectError, ImageLoadError, ModelLoadError
+from aidetect.errors import AidetectError, ConfigError, ImageLoadError, ModelLoadError
 from aidetect.explain.cam import DEFAULT_METHOD, batched_cam, resolve_method
 from aidetect.explain.overlay import (
     cam_file_array,
@@ -203,7 +203,12 @@ class Detector:
         # bf16 autocast on CPUs with AVX512-BF16/AMX (1.9x the fp32 forward here), fp16 on CUDA;
         # the head and the calibrated probabilities stay fp32 (docs/inference.md)
         self.precision = settings.precision if precision is None else precision
-        self.amp_dtype = pick_precision(self.precision, self.device)
+        try:
+            self.amp_dtype = pick_precision(self.precision, self.device)
+        except AidetectError as exc:
+            if precision is not None:
+                raise
+            raise ConfigError(f"AIDETECT_PRECISION={self.precision!r}: {str(exc).partition(': ')[2]}") from None
         self.tile_min_side = settings.tile_min_side if tile_min_side is None else tile_min_side
         self.max_tiles = settings.max_tiles if max_tiles is None else max_tiles
         model, card = load_model_dir(self.model_dir, device=self.device)
@@ -317,9 +322,9 @@ class Detector:
             if plan.tiles:
                 arr = np.asarray(img)
                 vw, vh = plan.view
-                # kept as uint8 (a quarter of the float size); each pass normalises its own views
-                own = torch.stack([torch.from_numpy(arr[y : y + vh, x : x + vw].copy()).permute(2, 0, 1)
-                                   for x, y in plan.tiles])
+                # kept as uint8 (a quarter of the float size), in NHWC memory: the channels-last layout
+                # the network runs in, with no transposing copy; each pass normalises its own views
+                own = torch.from_numpy(np.stack([arr[y : y + vh, x : x + vw] for x, y in plan.tiles])).permute(0, 3, 1, 2)
             else:
                 own = self.preset.to_uint8(img)[None]
             views.append(own)
@@ -416,14 +421,19 @@ class Detector:
                 v.cam_class = CLASSES[pred if target == "predicted" else 1 - pred]
                 v.timings["cam"] = time.perf_counter() - t1
                 if out_dir is not None:
-                    t2 = time.perf_counter()
-                    try:
-                        self._write(v, out_dir, d.overlay_base)
-                    except OSError as exc:  # disk full, permissions: the verdict stands
-                        v.heatmap_error = f"{out_dir}: heatmap not written ({exc.strerror or exc})"
-                        log.warning("%s: %s", v.source, v.heatmap_error)
-                    v.timings["write"] = time.perf_counter() - t2
+                    self._write_files(v, out_dir, d.overlay_base)
             v.timings["total"] = sum(v.timings.values())
+
+    def _write_files(self, v: Verdict, out_dir: Path, overlay_base: np.ndarray | None) -> None:
+        """Write one verdict's heatmap files; a failure (disk full, permissions) is recorded on
+        the verdict, which stands."""
+        t0 = time.perf_counter()
+        try:
+            self._write(v, out_dir, overlay_base if overlay_base is not None else v.source)
+        except (OSError, AidetectError) as exc:
+            v.heatmap_error = f"{out_dir}: heatmap not written ({getattr(exc, 'strerror', None) or exc})"
+            log.warning("%s: %s", v.source, v.heatmap_error)
+        v.timings["write"] = time.perf_counter() - t0
 
     def _outside_domain(self, width: int, height: int) -> bool:
         """Images whose size the model was never trained on (card ``domain``)."""

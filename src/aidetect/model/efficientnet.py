@@ -68,9 +68,11 @@ class EfficientNetLite(nn.Module):
     @torch.no_grad()
     def fold_batchnorm(self) -> int:
         """For inference: fold every BatchNorm into the convolution it follows (timm registers
-        each ``conv*`` right before the ``bn*`` that consumes it), leaving the BN's activation;
-        the same function in fp32 to ~1e-6, 1.15-1.2x the bf16 forward at 512 px here. Only in
-        eval mode (the running statistics are baked in). Returns the number folded."""
+        each ``conv*`` right before the ``bn*`` that consumes it) and run the two as one
+        :class:`ConvAct` (the BN's activation fused into the convolution on the CPU); the same
+        function in fp32 to ~1e-6. Only in eval mode (the running statistics are baked in).
+        Returns the number folded. Measured, bf16 at 512 px on 2 cores: 1.15-1.2x the forward
+        from the folding, more from the fused activation (docs/inference.md)."""
         from timm.layers import BatchNormAct2d
 
         if self.training:
@@ -95,7 +97,10 @@ class EfficientNetLite(nn.Module):
             bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
             conv.weight = nn.Parameter(conv.weight * scale[:, None, None, None], requires_grad=False)
             conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias, requires_grad=False)
-            module._modules[bn_name] = nn.Sequential(bn.drop, bn.act)
+            # the conv's slot runs conv + activation; the BN's slot passes the result on (hooks on
+            # it, e.g. the CAM layer ``net.bn2``, see the activated output as before)
+            module._modules[conv_name] = ConvAct(conv, nn.Sequential(bn.drop, bn.act))
+            module._modules[bn_name] = nn.Identity()
         return len(pairs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,6 +109,60 @@ class EfficientNetLite(nn.Module):
         # too coarse for a calibrated probability near the threshold
         with torch.autocast(x.device.type, enabled=False):
             return self.net.forward_head(features.float())
+
+
+_FUSED = {nn.ReLU6: ("hardtanh", [0.0, 6.0]), nn.ReLU: ("relu", []), nn.Identity: ("none", [])}
+
+
+def _fused_op_available() -> bool:
+    return hasattr(torch.ops, "mkldnn") and hasattr(torch.ops.mkldnn, "_convolution_pointwise") \
+        and torch.backends.mkldnn.is_available()
+
+
+class ConvAct(nn.Module):
+    """A convolution (BatchNorm folded in) followed by its activation. On the CPU, for inference
+    (nothing requires grad), both run as one oneDNN call: PyTorch's own pointwise-fused
+    convolution (``torch.ops.mkldnn._convolution_pointwise``, the op torch.compile's CPU backend
+    emits), in the autocast dtype when autocast is on (bf16 weights cached). Measured on a 3x3
+    depthwise layer of the network (bf16, 96 channels, 256 x 256, batch 8): 15 vs 21 ms, the
+    same output. Elsewhere (CUDA, training, an activation it does not fuse, a torch without the
+    op): the eager convolution, then the activation."""
+
+    def __init__(self, conv: nn.Conv2d, act: nn.Sequential) -> None:
+        super().__init__()
+        self.conv, self.act = conv, act
+        kinds = [type(m) for m in act if not isinstance(m, nn.Identity)] or [nn.Identity]
+        self.fused = _FUSED.get(kinds[0]) if len(kinds) == 1 and _fused_op_available() else None
+        self.same = type(conv).__name__ == "Conv2dSame"  # timm's TF "same" padding, computed per input
+        self._cast: tuple[torch.dtype, torch.Tensor, torch.Tensor] | None = None
+
+    def _weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        w, b = self.conv.weight, self.conv.bias
+        assert b is not None
+        if dtype == w.dtype:
+            return w, b
+        if self._cast is None or self._cast[0] != dtype:
+            self._cast = (dtype, w.to(dtype), b.to(dtype))
+        return self._cast[1], self._cast[2]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv = self.conv
+        if self.fused is None or x.device.type != "cpu" or x.requires_grad or conv.weight.requires_grad:
+            return self.act(conv(x))
+        from timm.layers.padding import pad_same
+
+        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+        if dtype not in (torch.float32, torch.bfloat16):
+            return self.act(conv(x))
+        x = x.to(dtype)
+        padding = conv.padding
+        if self.same:
+            x = pad_same(x, conv.kernel_size, conv.stride, conv.dilation)
+            padding = (0, 0)
+        w, b = self._weights(dtype)
+        attr, scalars = self.fused
+        return torch.ops.mkldnn._convolution_pointwise(x, w, b, list(padding), list(conv.stride), list(conv.dilation),
+                                                       conv.groups, attr, scalars, "")
 
 
 def _block_index(model: EfficientNetLite) -> list[tuple[int, int, bool]]:

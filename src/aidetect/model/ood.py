@@ -103,7 +103,10 @@ def channel_mean_std(f: torch.Tensor) -> torch.Tensor:
 def flat_share(views: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) uint8 (or 0-255 float) -> (N,) share of inner pixels whose gray level is
     within 0.5 of each of their four neighbours."""
-    g = views.float().mean(dim=1)
+    if views.dim() == 4 and views.is_contiguous(memory_format=torch.channels_last):
+        g = views.permute(0, 2, 3, 1).float().mean(dim=3)  # NHWC in memory: reduce the contiguous axis
+    else:
+        g = views.float().mean(dim=1)
     if g.shape[-1] < 3 or g.shape[-2] < 3:
         return torch.ones(g.shape[0])
     c = g[:, 1:-1, 1:-1]

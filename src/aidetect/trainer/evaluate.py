@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from aidetect.errors import AidetectError, ImageLoadError
 from aidetect.jsonutil import clean_json, json_default
@@ -49,6 +49,42 @@ def _social(img: Image.Image) -> Image.Image:
     return reencode(small, "JPEG", quality=80, subsampling=2)
 
 
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _screenshot(img: Image.Image) -> Image.Image:
+    """A screenshot of the picture shown in an app: displayed at 0.8x (bilinear, as a browser
+    scales), inside a window with a title bar, a caption line and margins of flat UI colour,
+    saved losslessly (PNG keeps every pixel: nothing to decode again)."""
+    w, h = max(1, round(img.width * 0.8)), max(1, round(img.height * 0.8))
+    shown = img.resize((w, h), Image.Resampling.BILINEAR)
+    bar, margin = max(3, h // 10), max(2, w // 20)
+    canvas = Image.new("RGB", (w + 2 * margin, h + 2 * bar + margin), (246, 246, 248))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((0, 0, canvas.width, bar - 1), fill=(52, 58, 70))
+    font = _font(max(8, bar // 2))
+    draw.text((margin, bar // 4), "photo.jpg - Viewer", fill=(235, 235, 235), font=font)
+    canvas.paste(shown, (margin, bar))
+    draw.text((margin, bar + h + bar // 4), "Shared 2 hours ago  ·  Like  ·  Reply", fill=(90, 90, 90), font=font)
+    return canvas
+
+
+def _meme(img: Image.Image) -> Image.Image:
+    """A meme: white capitals with a black outline at the top and bottom of the picture, then
+    JPEG q85 (4:2:0) as a meme generator saves it."""
+    out = img.copy()
+    draw = ImageDraw.Draw(out)
+    font = _font(max(8, out.height // 9))
+    stroke = max(1, out.height // 120)
+    for text, y in (("WHEN THE MODEL", out.height // 30), ("SAYS IT IS REAL", out.height - out.height // 7)):
+        draw.text((out.width // 2, y), text, fill="white", font=font, anchor="ma", stroke_width=stroke, stroke_fill="black")
+    return reencode(out, "JPEG", quality=85, subsampling=2)
+
+
 # The original project's stated weak spots, applied to the same images.
 ROBUSTNESS: dict[str, Callable[[Image.Image], Image.Image]] = {
     "jpeg_q90": _jpeg(90),
@@ -59,6 +95,8 @@ ROBUSTNESS: dict[str, Callable[[Image.Image], Image.Image]] = {
     "grayscale": _gray,
     "webp_q75": _webp(75),
     "social_1080_q80": _social,
+    "screenshot": _screenshot,
+    "meme": _meme,
 }
 
 
@@ -112,12 +150,15 @@ class EvalScorer:
         self.last_reasons, self.last_labels = [], []
         import torch
 
+        from aidetect.config import get_settings
         from aidetect.model import EvalPreset
+        from aidetect.model.precision import pick_precision
         from aidetect.model.preprocess import Normalisation
 
         pre = EvalPreset(self.card.input_size, Normalisation(tuple(self.card.mean), tuple(self.card.std)))
         x = torch.stack([pre(im) for im in images]).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
+        amp = pick_precision(get_settings().precision, torch.device("cpu"))  # the Detector's precision
+        with torch.inference_mode(), torch.autocast("cpu", dtype=amp, enabled=amp is not None):
             logits = self.model(x).float() / self.card.temperature
         return torch.softmax(logits, dim=1)[:, 1].numpy().astype(float)
 
@@ -147,7 +188,9 @@ class EvalResult:
             f"AP {o['average_precision']:.4f}  ECE {o['ece']:.4f}",
         ]
         for c, v in self.metrics.get("robustness", {}).items():
-            lines.append(f"  {c:<15} accuracy {v['accuracy']:.4f}  AUC {v['roc_auc']:.4f}  ECE {v['ece']:.4f}")
+            trust = (f"  uncertain {v['uncertain_rate']:.3f}  confidently wrong {v['confidently_wrong']:.3f}"
+                     if "uncertain_rate" in v else "")
+            lines.append(f"  {c:<15} accuracy {v['accuracy']:.4f}  AUC {v['roc_auc']:.4f}  ECE {v['ece']:.4f}{trust}")
         lines.append(f"report: {self.out / 'report.md'}")
         return "\n".join(lines)
 
@@ -251,7 +294,10 @@ def run_evaluation(cfg: EvalConfig) -> EvalResult:
                 metrics["per_group"][g].update(trust_metrics(preds["clean"][m], y[m], kept))
     if cfg.robustness:
         metrics["robustness"] = {
-            c: {**short(classification_metrics(probs[c], y, thr, preds[c])), "seconds": timings[c]} for c in conditions
+            c: {**short(classification_metrics(probs[c], y, thr, preds[c])),
+                **(trust_metrics(preds[c], y, reasons[c]) if len(reasons[c]) == len(y) else {}),
+                "seconds": timings[c]}
+            for c in conditions
         }
     metrics["shortcuts"] = shortcut_probe(images, y, groups)
     metrics["seconds"] = timings

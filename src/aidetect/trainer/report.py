@@ -95,13 +95,20 @@ def _f(v: Any, digits: int = 4) -> str:
 
 
 def metrics_table(rows: dict[str, dict[str, Any]], first: str = "") -> str:
-    head = f"| {first} | n | accuracy | balanced acc. | ROC AUC | AP | ECE |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+    """Markdown table of metric rows; with the product's uncertain flags (``uncertain_rate``), two
+    more columns: the share flagged uncertain and the share confidently wrong."""
+    trust = all("uncertain_rate" in m for m in rows.values()) and bool(rows)
+    head = f"| {first} | n | accuracy | balanced acc. | ROC AUC | AP | ECE |"
+    rule = "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    if trust:
+        head, rule = head + " uncertain | confidently wrong |", rule + " ---: | ---: |"
     body = "".join(
         f"| {name} | {m['n']} | {_f(m['accuracy'])} | {_f(m['balanced_accuracy'])} | {_f(m['roc_auc'])} "
-        f"| {_f(m['average_precision'])} | {_f(m['ece'])} |\n"
+        f"| {_f(m['average_precision'])} | {_f(m['ece'])} |"
+        + (f" {_f(m['uncertain_rate'], 3)} | {_f(m['confidently_wrong'], 3)} |" if trust else "") + "\n"
         for name, m in rows.items()
     )
-    return head + body
+    return head + "\n" + rule + "\n" + body
 
 
 def write_report(out: Path, metrics: dict[str, Any], card: ModelCard, faithfulness_md: str = "") -> Path:
@@ -161,8 +168,9 @@ def write_report(out: Path, metrics: dict[str, Any], card: ModelCard, faithfulne
             "## Robustness",
             "",
             "The same images re-encoded as JPEG or WebP, downscaled 0.5x, blurred (Gaussian radius 1), made "
-            "grayscale, or as a social network serves them (long side <= 1080 px, at most 0.75x, JPEG q80 4:2:0); "
-            "calibration and threshold unchanged.",
+            "grayscale, as a social network serves them (long side <= 1080 px, at most 0.75x, JPEG q80 4:2:0), "
+            "as a screenshot (0.8x inside an app window with a title bar and a caption, PNG) or as a meme (outlined "
+            "captions top and bottom, JPEG q85); calibration and threshold unchanged.",
             "",
             metrics_table(metrics["robustness"], "condition"),
         ]
