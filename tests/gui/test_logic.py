@@ -360,3 +360,24 @@ def test_provenance_text_says_who_decided_in_plain_words() -> None:
     assert "says nothing" in tm.provenance_text(_row(evidence=[]))
     assert tm.provenance_text(_row(evidence=None)) == ""  # scored before provenance was read
     assert tm.provenance_text(_row(status="failed", evidence=[item])) == ""
+
+
+def test_result_view_marks_what_the_model_did_not_see(tmp_path) -> None:  # noqa: ANN001
+    """The dashboard re-blends the saved raw CAM: parts the model did not see (alpha 0 in the
+    file) come out gray and hatched, never in heat colours, as in the overlay files."""
+    import numpy as np
+    from PIL import Image
+
+    from aidetect.explain.overlay import cam_file_array, read_cam_png, write_image
+    from aidetect.gui.detail import _Source, render
+
+    cam = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    cam[:, 32:] = np.nan  # the right half was not seen
+    path = tmp_path / "x.cam.png"
+    write_image(path, cam_file_array(cam))
+    picture = Image.new("RGB", (200, 200), (230, 40, 40))  # red: heat colours and the picture differ from gray
+    src = _Source(_row(cam_path=str(path)), picture, read_cam_png(path), None, None)
+    out = np.asarray(render(src, (200, 200), show_heat=True, alpha=0.45, side=False)).astype(int)
+    right, left = out[:, 110:], out[:, :90]
+    assert (np.abs(right[..., 0] - right[..., 2]) <= 2).all()  # gray (R == B) where not seen
+    assert np.abs(left[..., 0] - left[..., 2]).mean() > 20  # coloured where seen
