@@ -122,6 +122,8 @@ def test_default_sees_an_image_whole_and_large_ones_through_windows(detector: De
     (w,) = detector.classify([big])
     assert w.tiles == detector.card.views["max_windows"] == 8
     assert np.isnan(w.cam).any() and np.isfinite(w.cam).mean() > 0.3  # parts between the windows: not seen
+    assert w.seen == pytest.approx(np.isfinite(w.cam).mean(), abs=0.01) and v.seen == 1.0
+    assert w.as_result()["seen"] == w.seen
 
 
 def test_passes_group_images_by_view_shape(detector: Detector) -> None:

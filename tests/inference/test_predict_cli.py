@@ -69,3 +69,22 @@ def test_missing_model_is_one_line_exit_2(capsys, aidetect_home) -> None:  # typ
     _, err = capsys.readouterr()
     assert rc == 2
     assert err.strip().count("\n") == 0 and "model directory not found" in err
+
+
+def test_a_photo_seen_in_part_says_how_much(tmp_path, capsys, aidetect_home) -> None:  # type: ignore[no-untyped-def]
+    """A photo above 1 MP is seen through windows: the table gets a "seen" column and the JSON a
+    ``seen`` share below 1; an image seen whole has ``seen`` 1.0."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    big, small = tmp_path / "big.jpg", tmp_path / "small.jpg"
+    Image.fromarray(rng.integers(0, 256, (1600, 2400, 3), dtype=np.uint8)).save(big, quality=90)
+    Image.fromarray(rng.integers(0, 256, (400, 600, 3), dtype=np.uint8)).save(small, quality=90)
+    rc, out, _ = run(capsys, "--json", str(big), str(small))
+    assert rc == 0
+    seen = [r["seen"] for r in json.loads(out)]
+    assert 0.3 < seen[0] < 0.7 and seen[1] == 1.0  # 8 windows of 512 px over 3.84 MP
+    rc, out, _ = run(capsys, str(big), str(small))
+    flat = "".join(ch for ch in out if ch.isascii() and not ch.isspace())
+    assert rc == 0 and "seen" in flat and f"{seen[0] * 100:.0f}%" in flat and "100%" in flat

@@ -10,7 +10,7 @@ import pytest
 
 from aidetect.explain.overlay import cam_file_array, read_cam_png, render_overlay, write_image
 from aidetect.inference import cam_canvas_size, plan_views, stitch
-from aidetect.inference.views import JPEG_BLOCK
+from aidetect.inference.views import JPEG_BLOCK, seen_share
 
 SIZES = [(1, 1), (7, 3), (31, 32), (224, 224), (225, 224), (1, 5000), (5000, 1), (300, 4000), (512, 512),
          (640, 480), (1024, 1536), (4032, 3024), (12000, 9000), (9000, 12000), (20000, 230)]
@@ -93,6 +93,9 @@ def test_sampled_windows_leave_unseen_parts_marked(tmp_path) -> None:  # noqa: A
     share = seen.mean()
     assert 8 * 512 * 512 / (w * h) * 0.8 < share < 8 * 512 * 512 / (w * h) * 1.25  # what the windows cover
     assert (heat[seen] == 0).all()  # a flat map over the seen part; the rest stays NaN
+    assert seen_share(plan, w, h) == pytest.approx(share, abs=0.01)  # what `predict` reports as "seen"
+    whole = plan_views(1000, 700, 224, 96, 8, window=WINDOW, whole_max_pixels=WHOLE)
+    assert seen_share(whole, 1000, 700) == 1.0
     path = tmp_path / "x.cam.png"
     write_image(path, cam_file_array(heat))
     back = read_cam_png(path)

@@ -119,6 +119,9 @@ def predict(
         table.add_column("verdict")
         table.add_column("prob_ai", justify="right")
         table.add_column("uncertain")
+        partly = any(v.seen is not None and v.seen < 0.995 for v in verdicts)
+        if partly:  # a large photo seen through windows: how much of it the verdict rests on
+            table.add_column("seen", justify="right")
         if heatmap_dir is not None:
             table.add_column("overlay", overflow="fold")
         table.add_column("error", overflow="fold")
@@ -127,6 +130,8 @@ def predict(
             verdict = f"{said.headline} · {said.detail}" if said else "-"
             unc = "" if v.uncertain is None else (v.uncertain_reason or "yes") if v.uncertain else "no"
             row = [v.source, verdict, _fmt_prob(v.prob_ai), unc]
+            if partly:
+                row.append("" if v.seen is None else f"{v.seen * 100:.0f} %")
             if heatmap_dir is not None:
                 row.append(Path(v.overlay_path).name if v.overlay_path else "")
             row.append(v.error or "")

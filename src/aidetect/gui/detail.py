@@ -330,6 +330,10 @@ class DetailPanel(tb.Frame):
             self.image_label.configure(text=said or "No picture", image="")
         if src.error and not self.row.error:
             self.reason.configure(text=src.error)
+        seen = imaging.seen_share(src.cam) if src.cam is not None else 1.0
+        if seen < 0.995:  # a large photo seen through windows: say how much of it the verdict rests on
+            first, _, path = str(self.meta.cget("text")).partition("\n")
+            self.meta.configure(text=f"{first}  ·  the model saw {seen * 100:.0f} % of it (gray hatched: not seen)\n{path}")
         self.schedule_render(0)
 
     def _set_controls(self, enabled: bool) -> None:

@@ -65,6 +65,11 @@ def blend(image: Image.Image, heat: Image.Image, alpha: float, unseen: np.ndarra
     return Image.fromarray(overlay.blend_heat(np.asarray(image), np.asarray(heat), alpha, unseen))
 
 
+def seen_share(cam: np.ndarray) -> float:
+    """The share of a raw CAM's pixels the model saw (not NaN)."""
+    return float(np.isfinite(cam).mean()) if cam.size else 1.0
+
+
 def unseen_mask(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray | None:
     """Where the model saw nothing, at ``size`` (width, height); None when it saw everything."""
     return overlay.unseen_mask(cam, size)

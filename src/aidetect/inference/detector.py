@@ -41,7 +41,7 @@ from aidetect.explain.overlay import (
 )
 from aidetect.inference.decoding import Decoded, ImageInput, decode_item, source_name
 from aidetect.inference.verdict import Verdict, apply_policy, read_provenance
-from aidetect.inference.views import ViewPlan, plan_views, stitch
+from aidetect.inference.views import ViewPlan, plan_views, seen_share, stitch
 from aidetect.model import AI_INDEX, CLASSES, EvalPreset, ModelCard, load_model_dir
 from aidetect.model.card import CARD_FILE
 from aidetect.model.decode import to_rgb
@@ -335,6 +335,7 @@ class Detector:
             decoded.append(Decoded(i, img.width, img.height, base, sha, fmt))
             del img
             v.tiles = own.shape[0]
+            v.seen = round(seen_share(plan, v.width or 0, v.height or 0), 3)
             v.timings["preprocess"] = time.perf_counter() - t1
         return Prepared(verdicts, decoded, plans, views, routed, flats if self.ood is not None else None)
 

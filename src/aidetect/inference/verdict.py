@@ -28,6 +28,7 @@ class Verdict:
     height: int | None = None
     format: str | None = None
     tiles: int = 0  # views scored: 1, or the number of native-resolution tiles
+    seen: float | None = None  # share of the image's pixels the views covered (1.0: all of it)
     cam: np.ndarray | None = field(default=None, repr=False)  # float32 (h, w) in [0, 1]
     cam_method: str | None = None
     cam_target: str | None = None  # "predicted" | "other"
@@ -56,7 +57,7 @@ class Verdict:
             "evidence": self.evidence, "decided_by": self.decided_by,
         }
         return result_object(
-            values, tiles=self.tiles, cam_method=self.cam_method, cam_class=self.cam_class,
+            values, tiles=self.tiles, seen=self.seen, cam_method=self.cam_method, cam_class=self.cam_class,
             heatmap_error=self.heatmap_error,
         )
 
