@@ -77,6 +77,34 @@ def test_tracker_polling_needs_stable_size_and_mtime(tmp_path: Path) -> None:
     assert tr.pending == 0
 
 
+def test_tracker_hands_a_file_off_once_despite_late_events(tmp_path: Path) -> None:
+    """A polling snapshot taken late reports a write the tracker already waited out: that
+    event does not hand the file off again; a real change after the hand-off does."""
+    clock = FakeClock()
+    f = tmp_path / "a.jpg"
+    f.write_bytes(b"x" * 10)
+    tr = CompletenessTracker(polling=True, stable_s=1.0, clock=clock)
+    tr.seen(str(f))
+    tr.poll()
+    clock.t += 1.1
+    assert tr.poll() == [str(f)]
+    tr.seen(str(f), wrote=True)  # the late "modified" event of the write before the hand-off
+    clock.t += 5
+    assert tr.poll() == [] and tr.poll() == [] and tr.pending == 0
+    with f.open("ab") as fh:
+        fh.write(b"changed")  # rewritten after the hand-off: a new file to hand off
+    tr.seen(str(f), wrote=True)
+    tr.poll()
+    clock.t += 1.1
+    assert tr.poll() == [str(f)]
+    tr.gone(str(f))
+    f.write_bytes(b"x" * 17)
+    tr.seen(str(f))  # deleted and created again: new
+    tr.poll()
+    clock.t += 1.1
+    assert tr.poll() == [str(f)]
+
+
 def test_tracker_inotify_created_only_vs_written(tmp_path: Path) -> None:
     clock = FakeClock()
     moved_in = tmp_path / "moved_in.jpg"

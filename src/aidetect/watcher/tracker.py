@@ -6,6 +6,11 @@ A file is complete when
 - (polling observer, or a ``created`` event with no close, e.g. a file moved in from
   outside the watched tree) its size and mtime stayed the same across two checks.
 
+A ``created``/``modified`` event about a file already handed off whose size and mtime are
+still those it had then is stale (the polling observer compares snapshots, and a snapshot
+taken late reports a write the tracker already waited out): it is ignored, so a file is
+handed off once. A file that really changed after its hand-off is tracked again.
+
 The tracker is pure bookkeeping with an injected clock, so its rules are testable
 without sleeping; :mod:`aidetect.watcher.service` feeds it watchdog events.
 """
@@ -14,8 +19,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+HANDED_MEMORY = 100_000  # handed-off paths whose size + mtime are remembered (the most recent)
 
 
 @dataclass
@@ -45,6 +53,7 @@ class CompletenessTracker:
     stat: Callable[[str], tuple[int, int] | None] = field(default=None)  # type: ignore[assignment]
     _pending: dict[str, _Pending] = field(default_factory=dict)
     _ready: list[str] = field(default_factory=list)
+    _handed: OrderedDict[str, tuple[int, int]] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
         if self.stat is None:
@@ -53,6 +62,10 @@ class CompletenessTracker:
     # -- events -------------------------------------------------------------------------
     def seen(self, path: str, wrote: bool = False) -> None:
         """A ``created`` (wrote=False) or ``modified`` (wrote=True) event."""
+        if path in self._handed:
+            if self.stat(path) == self._handed[path]:
+                return  # about the file as it was handed off: a late snapshot, not a new write
+            del self._handed[path]
         now = self.clock()
         entry = self._pending.get(path)
         if entry is None:
@@ -62,11 +75,13 @@ class CompletenessTracker:
 
     def complete(self, path: str) -> None:
         """A ``closed`` event or the destination of a ``moved`` event: ready now."""
+        self._handed.pop(path, None)
         self._pending.pop(path, None)
         self._ready.append(path)
 
     def gone(self, path: str) -> None:
         """A ``deleted`` event, or the source of a ``moved`` event."""
+        self._handed.pop(path, None)
         self._pending.pop(path, None)
 
     # -- checks -------------------------------------------------------------------------
@@ -83,7 +98,15 @@ class CompletenessTracker:
                 self._ready.append(path)
         ready, self._ready = self._ready, []
         seen: set[str] = set()
-        return [p for p in ready if not (p in seen or seen.add(p))]
+        out = [p for p in ready if not (p in seen or seen.add(p))]
+        for p in out:
+            st = self.stat(p)
+            if st is not None:
+                self._handed[p] = st
+                self._handed.move_to_end(p)
+        while len(self._handed) > HANDED_MEMORY:
+            self._handed.popitem(last=False)
+        return out
 
     def _is_stable(self, entry: _Pending, st: tuple[int, int], now: float) -> bool:
         changed = st != entry.last_stat
