@@ -86,6 +86,21 @@ def yardstick(device: str | None, repeat: int, batch: int = 32, steps: int = 4) 
     return batch * steps / best
 
 
+def paired_ratio(det: Detector, files: list[Path], tmp: Path, device: str | None, pairs: int) -> None:
+    """The goal's ratio measured in pairs: the yardstick, then at once the ``predict --heatmap``
+    path on ``files``, ``pairs`` times. The machine's own speed drifts between runs (the
+    yardstick alone moved 46-55 img/s on the development machine); a ratio taken within a pair
+    cancels most of that drift, and the spread of the pairs shows what is left."""
+    ratios = []
+    for _ in range(pairs):
+        y = yardstick(device, 1)
+        w = run_stage(det, files, 32, "c", tmp)[0]
+        ratios.append(len(files) / w / y)
+    ratios.sort()
+    print(f"paired (yardstick, then the same path, {pairs} times): x the yardstick "
+          f"{', '.join(f'{r:.3f}' for r in ratios)}; median {ratios[len(ratios) // 2]:.3f}")
+
+
 def large_photos(n: int, tmp: Path, size: tuple[int, int] = (4032, 3024)) -> list[Path]:
     """``n`` 12 MP JPEGs (q 90) made from coco_sd photos upscaled to 4032 x 3024 (the size of a
     phone photo; the content only has to be photo-like for timing)."""
@@ -247,6 +262,7 @@ def main() -> None:
             w = min(run_stage(det, coco, 32, "c", tmp)[0] for _ in range(max(1, args.repeat)))
             print(f"\n512 px JPEG, predict --heatmap path (decode to overlay file), batch 32: {len(coco) / w:.2f} img/s "
                   f"= {len(coco) / w / yard:.3f} x the yardstick (goal >= 0.5)")
+            paired_ratio(det, coco, tmp, args.device, max(5, args.repeat))
             provenance_cost(det, coco, tmp, max(1, args.repeat))
             big = large_photos(min(8, args.n), tmp)
             run_stage(det, big[:1], 8, "c", tmp)
