@@ -133,3 +133,21 @@ def test_stitch_covers_the_whole_image() -> None:
     assert heat.shape == (ch, cw)
     # every pixel (the <= 7 px at the far edges no tile on the JPEG grid reaches: drawn by the last tiles)
     assert np.isfinite(heat).all()
+
+
+def test_passes_group_by_shape_within_a_pixel_budget() -> None:
+    """make_passes: images whose views share a shape go together, in input order, split when a
+    pass would exceed the pixel budget; an image over the budget alone is a pass of its own."""
+    import torch
+
+    from aidetect.inference.detector import Prepared, make_passes
+
+    shapes = [(2, 32, 32), (1, 64, 48), (3, 32, 32), (1, 32, 32), (9, 32, 32), (1, 64, 48)]
+    views = [torch.zeros((k, 3, h, w), dtype=torch.uint8) for k, h, w in shapes]
+    decoded = list(range(len(views)))
+    prep = Prepared([], decoded, [None] * len(views), views)  # type: ignore[arg-type, list-item]
+    passes = make_passes(prep, max_pixels=6 * 32 * 32)
+    assert [p.decoded for p in passes] == [[0, 2, 3], [4], [1, 5]]
+    assert [p.rows for p in passes] == [[(0, 2), (2, 5), (5, 6)], [(0, 9)], [(0, 1), (1, 2)]]
+    assert [tuple(p.batch.shape) for p in passes] == [(6, 3, 32, 32), (9, 3, 32, 32), (2, 3, 64, 48)]
+    assert len(make_passes(prep)) == 2  # the default budget: one pass per shape

@@ -7,8 +7,8 @@ CIFAKE model), and runs **one forward and one backward per pass** (images whose 
 a shape, at most MAX_PIXELS_PER_PASS pixels) through pytorch-grad-cam, under bf16 autocast
 where the CPU has it; the logits reported come from that same forward. View logits are
 averaged per image, then calibrated (``softmax(logits / card.temperature)``); view CAMs are
-stitched into one heatmap over the full image. A bad item yields a :class:`Verdict` with ``error`` set; the others are
-scored as usual.
+stitched into one heatmap over the full image. A bad item yields a :class:`Verdict` with
+``error`` set; the others are scored as usual.
 
 This module knows nothing of Celery, SQL or Tk; workers, the watcher, the GUI and the CLI
 all call it.
@@ -112,25 +112,29 @@ def make_passes(prep: Prepared, max_pixels: int = MAX_PIXELS_PER_PASS) -> list[P
     groups: dict[tuple[int, int], list[int]] = {}
     for k, v in enumerate(prep.views):
         groups.setdefault((int(v.shape[-2]), int(v.shape[-1])), []).append(k)
-    out: list[Pass] = []
+    chunks: list[list[int]] = []
     for (h, w), members in groups.items():
         chunk: list[int] = []
         pixels = 0
-        for k in members + [-1]:
-            size = prep.views[k].shape[0] * h * w if k >= 0 else 0
-            if chunk and (k < 0 or pixels + size > max_pixels):
-                rows, start = [], 0
-                for j in chunk:
-                    rows.append((start, start + prep.views[j].shape[0]))
-                    start = rows[-1][1]
-                flat = torch.cat([prep.flat[j] for j in chunk]) if prep.flat is not None else None
-                out.append(Pass([prep.decoded[j] for j in chunk], [prep.plans[j] for j in chunk], rows,
-                                torch.cat([prep.views[j] for j in chunk]), flat))
+        for k in members:
+            size = prep.views[k].shape[0] * h * w
+            if chunk and pixels + size > max_pixels:
+                chunks.append(chunk)
                 chunk, pixels = [], 0
-            if k >= 0:
-                chunk.append(k)
-                pixels += size
-    return out
+            chunk.append(k)
+            pixels += size
+        chunks.append(chunk)
+    return [_pass_of(prep, chunk) for chunk in chunks]
+
+
+def _pass_of(prep: Prepared, members: list[int]) -> Pass:
+    rows, start = [], 0
+    for j in members:
+        rows.append((start, start + prep.views[j].shape[0]))
+        start = rows[-1][1]
+    flat = torch.cat([prep.flat[j] for j in members]) if prep.flat is not None else None
+    return Pass([prep.decoded[j] for j in members], [prep.plans[j] for j in members], rows,
+                torch.cat([prep.views[j] for j in members]), flat)
 
 
 def select_device(device: str | torch.device | None) -> torch.device:
