@@ -163,7 +163,7 @@ def test_folded_batchnorm_and_fused_activation_are_the_same_function() -> None:
         before = model(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             before16 = model(x)
-    assert model.fold_batchnorm() == 49  # outside inference mode, as the Detector does it
+    assert model.fuse_for_inference() == 49  # outside inference mode, as the Detector does it
     with torch.inference_mode():
         after = model(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):

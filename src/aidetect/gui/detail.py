@@ -17,7 +17,7 @@ import numpy as np
 import ttkbootstrap as tb
 from PIL import Image, ImageTk
 
-from aidetect.explain.overlay import read_cam_png
+from aidetect.explain.overlay import read_cam_png, unseen_mask
 from aidetect.gui import imaging
 from aidetect.gui.flow import FlowFrame, TextTip
 from aidetect.gui.layout import elide, legend_bar_width, wrap_width
@@ -82,7 +82,7 @@ def render(
     if src.cam is not None:
         if src.heat is None:
             src.heat = imaging.colorize(src.cam, base.size)
-            src.unseen = imaging.unseen_mask(src.cam, base.size)
+            src.unseen = unseen_mask(src.cam, base.size)
         over = imaging.blend(base, src.heat, alpha, src.unseen)
     else:
         assert src.overlay is not None
@@ -330,7 +330,7 @@ class DetailPanel(tb.Frame):
             self.image_label.configure(text=said or "No picture", image="")
         if src.error and not self.row.error:
             self.reason.configure(text=src.error)
-        seen = imaging.seen_share(src.cam) if src.cam is not None else 1.0
+        seen = float(np.isfinite(src.cam).mean()) if src.cam is not None and src.cam.size else 1.0
         if seen < 0.995:  # a large photo seen through windows: say how much of it the verdict rests on
             first, _, path = str(self.meta.cget("text")).partition("\n")
             self.meta.configure(text=f"{first}  ·  the model saw {seen * 100:.0f} % of it (gray hatched: not seen)\n{path}")

@@ -61,18 +61,9 @@ def colorize(cam: np.ndarray, size: tuple[int, int]) -> Image.Image:
 
 def blend(image: Image.Image, heat: Image.Image, alpha: float, unseen: np.ndarray | None = None) -> Image.Image:
     """``(1 - alpha) * image + alpha * heat`` (both RGB of the same size); parts in ``unseen``
-    (not seen by the model, :func:`unseen_mask`) gray and hatched, as in the overlay files."""
+    (not seen by the model, :func:`aidetect.explain.overlay.unseen_mask`) gray and hatched, as in the overlay files."""
     return Image.fromarray(overlay.blend_heat(np.asarray(image), np.asarray(heat), alpha, unseen))
 
-
-def seen_share(cam: np.ndarray) -> float:
-    """The share of a raw CAM's pixels the model saw (not NaN)."""
-    return float(np.isfinite(cam).mean()) if cam.size else 1.0
-
-
-def unseen_mask(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray | None:
-    """Where the model saw nothing, at ``size`` (width, height); None when it saw everything."""
-    return overlay.unseen_mask(cam, size)
 
 
 def legend_bar(width: int = 160, height: int = 12) -> Image.Image:

@@ -46,7 +46,7 @@ from aidetect.model import AI_INDEX, CLASSES, EvalPreset, ModelCard, load_model_
 from aidetect.model.card import CARD_FILE
 from aidetect.model.decode import to_rgb
 from aidetect.model.ood import FeatureTap, flat_share, load_ood
-from aidetect.model.precision import pick_precision
+from aidetect.model.precision import PRECISIONS, pick_precision
 from aidetect.model.preprocess import Normalisation
 from aidetect.runtime import tune_malloc
 from aidetect.wording import uncertainty
@@ -207,20 +207,17 @@ class Detector:
         # bf16 autocast on CPUs with AVX512-BF16/AMX (1.9x the fp32 forward here), fp16 on CUDA;
         # the head and the calibrated probabilities stay fp32 (docs/inference.md)
         self.precision = settings.precision if precision is None else precision
-        try:
-            self.amp_dtype = pick_precision(self.precision, self.device)
-        except AidetectError as exc:
-            if precision is not None:
-                raise
-            raise ConfigError(f"AIDETECT_PRECISION={self.precision!r}: {str(exc).partition(': ')[2]}") from None
+        if precision is None and self.precision.strip().lower() not in PRECISIONS:  # the setting names itself
+            raise ConfigError(f"AIDETECT_PRECISION={self.precision!r}: choose {', '.join(PRECISIONS)}")
+        self.amp_dtype = pick_precision(self.precision, self.device)
         self.tile_min_side = settings.tile_min_side if tile_min_side is None else tile_min_side
         self.max_tiles = settings.max_tiles if max_tiles is None else max_tiles
         model, card = load_model_dir(self.model_dir, device=self.device)
         for p in model.parameters():
             p.requires_grad_(False)
-        fold = getattr(model, "fold_batchnorm", None)
-        if callable(fold):  # BatchNorm folded into the convolutions: the same function, fewer passes over memory
-            fold()
+        fuse = getattr(model, "fuse_for_inference", None)
+        if callable(fuse):  # BatchNorm folded, activations fused into the convolutions: the same function
+            fuse()
         # OpenCV's own thread pool (overlay resizing and encoding) competes with torch's threads
         # for the cores: one thread, measured 20-23 -> 23-24 img/s at 512 px on 2 cores
         cv2.setNumThreads(1)
@@ -337,9 +334,9 @@ class Detector:
             plans.append(plan)
             base = self._overlay_base(img) if keep_overlay_base else None
             decoded.append(Decoded(i, img.width, img.height, base, sha, fmt))
+            v.seen = round(seen_share(plan, img.width, img.height), 3)
             del img
             v.tiles = own.shape[0]
-            v.seen = round(seen_share(plan, v.width or 0, v.height or 0), 3)
             v.timings["preprocess"] = time.perf_counter() - t1
         return Prepared(verdicts, decoded, plans, views, routed, flats if self.ood is not None else None)
 
@@ -429,14 +426,14 @@ class Detector:
                     self._write_files(v, out_dir, d.overlay_base)
             v.timings["total"] = sum(v.timings.values())
 
-    def _write_files(self, v: Verdict, out_dir: Path, overlay_base: np.ndarray | None) -> None:
+    def _write_files(self, v: Verdict, out_dir: Path, image: ImageInput | np.ndarray) -> None:
         """Write one verdict's heatmap files; a failure (disk full, permissions) is recorded on
         the verdict, which stands."""
         t0 = time.perf_counter()
         try:
-            self._write(v, out_dir, overlay_base if overlay_base is not None else v.source)
-        except (OSError, AidetectError) as exc:
-            v.heatmap_error = f"{out_dir}: heatmap not written ({getattr(exc, 'strerror', None) or exc})"
+            self._write(v, out_dir, image)
+        except OSError as exc:
+            v.heatmap_error = f"{out_dir}: heatmap not written ({exc.strerror or exc})"
             log.warning("%s: %s", v.source, v.heatmap_error)
         v.timings["write"] = time.perf_counter() - t0
 
@@ -455,10 +452,7 @@ class Detector:
             sv.model_version, sv.scored_by = self.version, self.small.version
             sv.timings = {**v.timings, **{k: t for k, t in sv.timings.items() if k != "decode"}}
             if out_dir is not None and sv.cam is not None:
-                try:
-                    self.small._write(sv, out_dir, img)
-                except OSError as exc:
-                    sv.heatmap_error = f"{out_dir}: heatmap not written ({exc.strerror or exc})"
+                self.small._write_files(sv, out_dir, img)
             prep.verdicts[i] = sv
 
     def _probs(self, logits: torch.Tensor) -> np.ndarray:

@@ -29,6 +29,10 @@ class ViewPlan:
     regions: list[tuple[float, float, float, float]]
     view: tuple[int, int] = (0, 0)
 
+    def one_view_of_all(self, width: int, height: int) -> bool:
+        """One view whose CAM covers the whole image (seen whole, or exactly the input size)."""
+        return len(self.regions) == 1 and self.regions[0] == (0.0, 0.0, float(width), float(height))
+
 
 def tile_grid(width: int, height: int, size: int | tuple[int, int], max_tiles: int) -> tuple[int, int]:
     """Columns x rows of ``size`` tiles (one side, or (width, height)): enough to cover the
@@ -125,7 +129,7 @@ def seen_share(plan: ViewPlan, width: int, height: int) -> float:
     """The share of the image's pixels inside at least one view's region (1.0 for an image seen
     whole or covered; 0.17 for a 12 MP photo seen through 8 windows of 512 px), measured on the
     heatmap's canvas."""
-    if len(plan.regions) == 1 and plan.regions[0] == (0.0, 0.0, float(width), float(height)):
+    if plan.one_view_of_all(width, height):
         return 1.0
     cw, ch = cam_canvas_size(width, height)
     sx, sy = cw / width, ch / height
@@ -141,7 +145,7 @@ def stitch(cams: np.ndarray, plan: ViewPlan, width: int, height: int) -> np.ndar
     their relative importance). Parts no view saw (outside a centre crop, between sampled
     windows) are NaN: not seen, which is not "least influence"."""
     cw, ch = cam_canvas_size(width, height)
-    if len(plan.regions) == 1 and plan.regions[0] == (0.0, 0.0, float(width), float(height)):
+    if plan.one_view_of_all(width, height):
         return normalise(cv2.resize(cams[0], (cw, ch), interpolation=cv2.INTER_LINEAR))  # one view, whole image
     sx, sy = cw / width, ch / height
     acc = np.zeros((ch, cw), np.float32)

@@ -66,7 +66,7 @@ class EfficientNetLite(nn.Module):
         return list(self.net.blocks[:4])
 
     @torch.no_grad()
-    def fold_batchnorm(self) -> int:
+    def fuse_for_inference(self) -> int:
         """For inference: fold every BatchNorm into the convolution it follows (timm registers
         each ``conv*`` right before the ``bn*`` that consumes it) and run the two as one
         :class:`ConvAct` (the BN's activation fused into the convolution on the CPU); the same
@@ -76,7 +76,7 @@ class EfficientNetLite(nn.Module):
         from timm.layers import BatchNormAct2d
 
         if self.training:
-            raise RuntimeError("fold_batchnorm: eval mode only")
+            raise RuntimeError("fuse_for_inference: eval mode only")
         pairs: list[tuple[nn.Module, str, str]] = []
 
         def visit(module: nn.Module) -> None:
@@ -131,9 +131,12 @@ class ConvAct(nn.Module):
     def __init__(self, conv: nn.Conv2d, act: nn.Sequential) -> None:
         super().__init__()
         self.conv, self.act = conv, act
+        from timm.layers.padding import pad_same  # timm is imported lazily (see EfficientNetLite)
+
         kinds = [type(m) for m in act if not isinstance(m, nn.Identity)] or [nn.Identity]
         self.fused = _FUSED.get(kinds[0]) if len(kinds) == 1 and _fused_op_available() else None
-        self.same = type(conv).__name__ == "Conv2dSame"  # timm's TF "same" padding, computed per input
+        # timm's TF "same" padding, computed per input; None for a convolution with fixed padding
+        self.pad_same = pad_same if type(conv).__name__ == "Conv2dSame" else None
         self._cast: tuple[torch.dtype, torch.Tensor, torch.Tensor] | None = None
 
     def _weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,15 +152,13 @@ class ConvAct(nn.Module):
         conv = self.conv
         if self.fused is None or x.device.type != "cpu" or x.requires_grad or conv.weight.requires_grad:
             return self.act(conv(x))
-        from timm.layers.padding import pad_same
-
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
         if dtype not in (torch.float32, torch.bfloat16):
             return self.act(conv(x))
         x = x.to(dtype)
         padding = conv.padding
-        if self.same:
-            x = pad_same(x, conv.kernel_size, conv.stride, conv.dilation)
+        if self.pad_same is not None:
+            x = self.pad_same(x, conv.kernel_size, conv.stride, conv.dilation)
             padding = (0, 0)
         w, b = self._weights(dtype)
         attr, scalars = self.fused

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFilter
 
 from aidetect.errors import AidetectError, ImageLoadError
 from aidetect.jsonutil import clean_json, json_default
 from aidetect.model.preprocess import load_image, reencode
 from aidetect.trainer.metrics import classification_metrics, short
+from aidetect.trainer.probes import default_font
 from aidetect.trainer.sources import Selection, eval_selection, load_sources, parse_label_map
 
 
@@ -49,13 +50,6 @@ def _social(img: Image.Image) -> Image.Image:
     return reencode(small, "JPEG", quality=80, subsampling=2)
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType: the fixed bitmap font
-        return ImageFont.load_default()
-
-
 def _screenshot(img: Image.Image) -> Image.Image:
     """A screenshot of the picture shown in an app: displayed at 0.8x (bilinear, as a browser
     scales), inside a window with a title bar, a caption line and margins of flat UI colour,
@@ -66,7 +60,7 @@ def _screenshot(img: Image.Image) -> Image.Image:
     canvas = Image.new("RGB", (w + 2 * margin, h + 2 * bar + margin), (246, 246, 248))
     draw = ImageDraw.Draw(canvas)
     draw.rectangle((0, 0, canvas.width, bar - 1), fill=(52, 58, 70))
-    font = _font(max(8, bar // 2))
+    font = default_font(max(8, bar // 2))
     draw.text((margin, bar // 4), "photo.jpg - Viewer", fill=(235, 235, 235), font=font)
     canvas.paste(shown, (margin, bar))
     draw.text((margin, bar + h + bar // 4), "Shared 2 hours ago  ·  Like  ·  Reply", fill=(90, 90, 90), font=font)
@@ -78,7 +72,7 @@ def _meme(img: Image.Image) -> Image.Image:
     JPEG q85 (4:2:0) as a meme generator saves it."""
     out = img.copy()
     draw = ImageDraw.Draw(out)
-    font = _font(max(8, out.height // 9))
+    font = default_font(max(8, out.height // 9))
     stroke = max(1, out.height // 120)
     for text, y in (("WHEN THE MODEL", out.height // 30), ("SAYS IT IS REAL", out.height - out.height // 7)):
         draw.text((out.width // 2, y), text, fill="white", font=font, anchor="ma", stroke_width=stroke, stroke_fill="black")

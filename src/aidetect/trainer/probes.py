@@ -13,7 +13,8 @@ WORDS = ("invoice total amount due", "def main(): return 0", "Quarterly report 2
          "Lorem ipsum dolor sit amet", "Error 404 page not found", "Meeting notes: action items")
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+def default_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's default font at ``size`` px (the fixed bitmap font where Pillow has no FreeType)."""
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow without FreeType: the fixed bitmap font
@@ -33,7 +34,7 @@ def text_screenshot(size: int, rng: random.Random) -> Image.Image:
     img = Image.new("RGB", (size, size), (255, 255, 255) if rng.random() < 0.7 else (30, 30, 30))
     draw = ImageDraw.Draw(img)
     ink = (20, 20, 20) if img.getpixel((0, 0))[0] > 128 else (230, 230, 230)
-    font = _font(max(10, size // 16))
+    font = default_font(max(10, size // 16))
     y = rng.randrange(4, 12)
     while y < size - 8:
         draw.text((rng.randrange(4, 16), y), rng.choice(WORDS), fill=ink, font=font)
@@ -44,7 +45,7 @@ def text_screenshot(size: int, rng: random.Random) -> Image.Image:
 def diagram(size: int, rng: random.Random) -> Image.Image:
     img = Image.new("RGB", (size, size), (255, 255, 255))
     draw = ImageDraw.Draw(img)
-    font = _font(max(9, size // 20))
+    font = default_font(max(9, size // 20))
     boxes = []
     for _ in range(rng.randrange(3, 6)):
         x, y = rng.randrange(0, size - 60), rng.randrange(0, size - 30)
