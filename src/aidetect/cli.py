@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("aidetect.commands.train:train", "Train a model directory on one or more data sources."),
     "evaluate": ("aidetect.commands.train:evaluate", "Evaluate a model: metrics, robustness, plots, report."),
     "models": ("aidetect.commands.models:models", "List, register and promote model versions."),
+    "data": ("aidetect.commands.data:data", "Build training data sets (extra) and check their format bias."),
     "gui": ("aidetect.commands.gui:gui", "Open the desktop dashboard."),
 }
 
