@@ -12,9 +12,11 @@ stamp=".venv/.installed${extra:+-$extra}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -c constraints.txt -e ".${extra:+[$extra]}"
-  # invisible-watermark (SD watermark decoder) pins opencv-python, the GUI build that would
-  # overwrite our opencv-python-headless's cv2 (and need libGL): install it without its
-  # dependencies; what it needs besides OpenCV (PyWavelets) is in pyproject.toml.
-  .venv/bin/python -m pip install -q --no-deps "invisible-watermark==0.2.0"
+  if [ "$extra" = test ]; then
+    # the tests' watermark encoder (aidetect decodes SD watermarks itself, provenance/watermark.py).
+    # invisible-watermark pins opencv-python, the GUI build that would overwrite our
+    # opencv-python-headless's cv2 (and need libGL): installed without its dependencies.
+    .venv/bin/python -m pip install -q --no-deps "invisible-watermark==0.2.0"
+  fi
   touch "$stamp"
 fi

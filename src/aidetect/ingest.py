@@ -8,8 +8,10 @@ process that enqueues can still fork Celery workers safely.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from aidetect.config import get_settings
 from aidetect.errors import AidetectError
-from aidetect.model.decode import format_from_magic
+from aidetect.model.decode import file_kind, format_from_magic
 from aidetect.store import writes
 from aidetect.store.model_versions import active_version
 from aidetect.store.status import live_workers
@@ -52,8 +54,9 @@ def iter_files(root: Path | str, recursive: bool = False, images_only: bool = Fa
             p = Path(dirpath) / name
             if p.is_dir():  # a symlink to a folder: not followed
                 continue
-            if p.is_symlink() or p.is_file() or not p.exists():
-                yield p
+            # everything else is a candidate: regular files, symlinks (loops and dangling ones
+            # included) and FIFOs, sockets or devices, which registration fails with the reason
+            yield p
 
 
 def looks_like_image(path: Path) -> bool:
@@ -71,9 +74,14 @@ def looks_like_image(path: Path) -> bool:
 
 
 def file_sha256(path: Path) -> tuple[str, int]:
+    """sha256 and size of a regular file, read in chunks. Opened non-blocking and checked on
+    the descriptor: a path that became a FIFO since it was inspected fails, never blocks."""
     h = hashlib.sha256()
     size = 0
-    with path.open("rb") as fh:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
         while chunk := fh.read(HASH_CHUNK):
             h.update(chunk)
             size += len(chunk)
@@ -90,14 +98,22 @@ def _inside(path: Path, root: Path) -> bool:
 
 def inspect_file(path: Path, root: Path | None = None) -> FileFacts:
     """Hash one path (``path`` absolute) and say why it cannot be scored, if it cannot."""
+    try:
+        st = os.stat(path)  # follows symlinks: a loop is ELOOP here, never a RuntimeError later
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return FileFacts(str(path), None, error="symlink loop (the link leads back to itself)")
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return FileFacts(str(path), None, error="file not found (deleted, or a dangling symlink)")
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return FileFacts(str(path), None, error="unreadable: permission denied")
+        return FileFacts(str(path), None, error=f"unreadable: {exc.strerror or exc}")
     if root is not None and path.is_symlink():
         target = path.resolve()
         if not _inside(target, root.resolve()):
             return FileFacts(str(path), None, error=f"symlink leads outside the scanned folder (-> {target})")
-    if not path.exists():
-        return FileFacts(str(path), None, error="file not found (deleted, or a dangling symlink)")
-    if not path.is_file():
-        return FileFacts(str(path), None, error="not a regular file")
+    if not stat.S_ISREG(st.st_mode):
+        return FileFacts(str(path), None, error=f"not a regular file: {file_kind(st.st_mode)}")
     if not os.access(path, os.R_OK):
         return FileFacts(str(path), None, error="unreadable: permission denied")
     try:

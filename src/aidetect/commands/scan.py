@@ -164,7 +164,7 @@ def scan(
     from aidetect.ingest import dispatch, iter_files, submit
     from aidetect.store import read_engine, writes
     from aidetect.store.migrate import init_db
-    from aidetect.store.model_versions import active_model
+    from aidetect.store.model_versions import active_model, read_card
     from aidetect.store.results import rows_for_files, to_json
     from aidetect.store.status import files_of
     from aidetect.worker import broker
@@ -174,6 +174,7 @@ def scan(
     settings.ensure_dirs()
     init_db()
     active = active_model()
+    read_card(active.path)  # its card as it is now (edited since it was registered?): one line if broken
     version = active.version
     note = model_setting_note(settings, active.path, version)
     if note:

@@ -250,7 +250,7 @@ def up(
     settings.ensure_dirs()
 
     from aidetect.store.migrate import init_db
-    from aidetect.store.model_versions import active_model
+    from aidetect.store.model_versions import active_model, read_card
     from aidetect.store.status import known_final_paths
     from aidetect.watcher.pipeline import RegisterAndEnqueue, ResultReporter, ScoredFileMover
     from aidetect.watcher.service import InboxWatcher
@@ -258,6 +258,7 @@ def up(
 
     init_db()
     model = active_model()
+    read_card(model.path)  # its card as it is now: one line and exit 2 when broken (a card broken later fails rows)
     note = model_setting_note(settings, model.path, model.version)
     if note:
         click.echo(f"aidetect up: warning: {note}", err=True)

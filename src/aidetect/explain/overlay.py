@@ -8,8 +8,9 @@ with PNG_FAST."""
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import cv2
@@ -151,10 +152,10 @@ def write_image(path: Path, array: np.ndarray) -> None:
             _MADE.clear()
         _MADE.add(parent)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=parent)
+        fd, tmp = _new_temp(parent, suffix)
     except FileNotFoundError:  # the folder was removed since: make it again
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=parent)
+        fd, tmp = _new_temp(parent, suffix)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(buf.tobytes())
@@ -162,3 +163,17 @@ def write_image(path: Path, array: np.ndarray) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _new_temp(folder: str, suffix: str) -> tuple[int, str]:
+    """A new file in ``folder`` created with mode 0666 less the umask, as any file a user's
+    program writes (``tempfile.mkstemp`` makes 0600: a dashboard running as another user of
+    the group could not read the heatmaps)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        name = os.path.join(folder, f".tmp-{secrets.token_hex(8)}{suffix}")
+        try:
+            return os.open(name, flags, 0o666), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", folder)  # pragma: no cover

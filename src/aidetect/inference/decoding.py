@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from aidetect.model.decode import format_from_magic, load_image, to_rgb
+from aidetect.model.decode import format_from_magic, load_image, read_file_bytes, to_rgb
 
 ImageInput = str | Path | bytes | Image.Image
 
@@ -39,14 +39,7 @@ def decode_item(item: ImageInput, name: str) -> tuple[Image.Image, str, str | No
     if isinstance(item, Image.Image):
         img = to_rgb(item)
         return img, hashlib.sha256(img.tobytes()).hexdigest(), item.format, None
-    if isinstance(item, bytes):
-        data = item
-    else:
-        try:
-            data = Path(item).read_bytes()
-        except OSError:
-            load_image(item)  # raises the one-line ImageLoadError for this path
-            raise  # pragma: no cover
+    data = item if isinstance(item, bytes) else read_file_bytes(item)  # no FIFO, no loop, bounded
     img = load_image(data, name=name)
     return img, hashlib.sha256(data).hexdigest(), sniff_format(data), data
 

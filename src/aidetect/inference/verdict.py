@@ -53,12 +53,11 @@ class Verdict:
             "uncertain_reason": self.uncertain_reason, "ood_score": self.ood_score,
             "model_version": self.model_version or None, "scored_by": self.scored_by, "error": self.error,
             "width": self.width, "height": self.height, "format": self.format,
-            "cam_path": self.cam_path, "overlay_path": self.overlay_path,
+            "cam_path": self.cam_path, "overlay_path": self.overlay_path, "heatmap_error": self.heatmap_error,
             "evidence": self.evidence, "decided_by": self.decided_by,
         }
         return result_object(
             values, tiles=self.tiles, seen=self.seen, cam_method=self.cam_method, cam_class=self.cam_class,
-            heatmap_error=self.heatmap_error,
         )
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from aidetect.errors import ModelLoadError
 from aidetect.jsonutil import clean_json, json_default
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -72,6 +74,44 @@ class ModelCard:
 
     @classmethod
     def load(cls, model_dir: Path) -> ModelCard:
-        return cls.from_dict(json.loads((model_dir / CARD_FILE).read_text(encoding="utf-8")))
+        """The card of ``model_dir``, checked against ``card.schema.json``: :class:`ModelLoadError`
+        with one line for a card that is not JSON, or whose values have the wrong type or range."""
+        path = Path(model_dir) / CARD_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ModelLoadError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+        except json.JSONDecodeError as exc:
+            raise ModelLoadError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+        problem = card_problem(data)
+        if problem:
+            raise ModelLoadError(f"{path}: invalid model card: {problem}")
+        return cls.from_dict(data)
+
+
+CARD_SCHEMA_FILE = Path(__file__).with_name("card.schema.json")
+
+
+@lru_cache(maxsize=1)
+def _card_validator() -> Any:
+    import jsonschema
+
+    schema = json.loads(CARD_SCHEMA_FILE.read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema)
+
+
+def card_problem(data: Any) -> str | None:
+    """The first way ``data`` breaks the model card schema, in one line (``arch_kwargs: 'oops'
+    is not of type 'object'``), or None. Semantic checks the schema cannot say go here too."""
+    errors = sorted(_card_validator().iter_errors(data), key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        where = ".".join(str(p) for p in e.path) or "the card"
+        text = " ".join(e.message.split())
+        return f"{where}: {text if len(text) <= 160 else text[:157] + '...'}"
+    lo, hi = data.get("uncertain_band", [0.0, 1.0])
+    if lo > hi:
+        return f"uncertain_band: [{lo}, {hi}] is not a range (low > high)"
+    return None
 
 

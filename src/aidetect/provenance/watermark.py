@@ -1,9 +1,24 @@
-"""Invisible watermarks of the Stable Diffusion reference code, decoded with
-``invisible-watermark`` (``imwatermark``, method ``dwtDct``):
+"""Invisible watermarks of the Stable Diffusion reference code (the ``dwtDct`` method of
+``invisible-watermark``):
 
 * SD v1 (CompVis scripts): the bytes ``b"StableDiffusionV1"`` (136 bits);
 * SDXL (Stability's generative-models): the 48 bits of
   ``0b101100111110110010010000011110111011000110011110``.
+
+Decoded here with NumPy, OpenCV and PyWavelets, which the package installs: the scheme is small,
+and the ``invisible-watermark`` package pins the GUI build of OpenCV (``opencv-python``), which
+would overwrite our ``opencv-python-headless`` (both own ``cv2``), so it cannot be a dependency.
+Its encoder is a test tool only (``scripts/bootstrap.sh test``): the tests embed both payloads
+with it and check that :func:`decode_dwtdct` reads them back, and reads the same bits as its
+decoder on unmarked images.
+
+The scheme, as the reference encoder writes it: the image in YUV, only the U channel (scales
+[0, 36, 36], and the encoder's channel loop stops before V); a one-level Haar DWT of the
+channel cropped to a multiple of 4; its approximation band cut into 4 x 4 blocks in row-major
+order, block ``n`` carrying bit ``n mod L``; in each block the coefficient of largest magnitude
+(the first one excepted) is quantised so that ``|c| mod 36`` is near 9 (bit 0) or 27 (bit 1).
+The decoder reads each block's bit as ``|c| mod 36 > 18`` and a payload bit as the majority of
+its blocks.
 
 Only an exact payload counts (a random image matches 136 or 48 given bits with odds of
 2^-136 and 2^-48). The check runs on images at least ``WATERMARK_MIN_SIDE`` px on both sides;
@@ -82,26 +97,51 @@ def _pixels(data: bytes) -> tuple[np.ndarray | None, str]:
     return np.ascontiguousarray(rgb[:, :, ::-1]), band
 
 
+DWT_SCALE = 36.0  # the quantisation step of the reference encoder's U channel
+DWT_BLOCK = 4
+MIN_DECODE_PIXELS = 256 * 256  # the reference decoder refuses smaller images
+
+
+def decode_dwtdct(bgr: np.ndarray, length: int) -> np.ndarray:
+    """The ``length`` bits (bool array) that the dwtDct scheme reads from a BGR uint8 image
+    (see the module doc); ValueError for an image under 256 x 256 pixels."""
+    import cv2  # opencv-python-headless: a dependency of the package
+    import pywt
+
+    rows, cols = bgr.shape[:2]
+    if rows * cols < MIN_DECODE_PIXELS:
+        raise ValueError("image too small for the watermark (under 256 x 256 pixels)")
+    u = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV)[: rows // 4 * 4, : cols // 4 * 4, 1]
+    approx = pywt.dwt2(u, "haar")[0]  # float64, half the size on each side
+    b = DWT_BLOCK
+    nr, nc = approx.shape[0] // b, approx.shape[1] // b
+    blocks = approx[: nr * b, : nc * b].reshape(nr, b, nc, b).swapaxes(1, 2).reshape(nr * nc, b * b)
+    pos = np.abs(blocks[:, 1:]).argmax(axis=1) + 1  # largest magnitude, the first coefficient excepted
+    value = np.abs(blocks[np.arange(len(blocks)), pos])
+    block_bits = (np.mod(value, DWT_SCALE) > 0.5 * DWT_SCALE).astype(np.float64)
+    which = np.arange(len(blocks)) % length
+    ones = np.bincount(which, weights=block_bits, minlength=length)
+    counts = np.bincount(which, minlength=length)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = ones / counts  # NaN for a bit no block carries (an image too small for the payload)
+    return share * 255 > 127
+
+
 def read_watermark(data: bytes) -> tuple[list[Evidence], list[str]]:
     """(evidence, notes): an item for each exact payload found; notes on what was not done."""
     pixels, said = _pixels(data)
     if pixels is None:
         return [], [said]
-    try:
-        from imwatermark import WatermarkDecoder
-    except ImportError as exc:
-        return [], [f"watermark check skipped: invisible-watermark is not installed ({exc})"]
     found: list[Evidence] = []
     for mark in MARKS:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                got = WatermarkDecoder(mark.wm_type, mark.length).decode(pixels, "dwtDct")
+            bits = decode_dwtdct(pixels, mark.length)
         except Exception as exc:
             found.append(note("watermark", f"{mark.name} could not be decoded ({type(exc).__name__}: {exc})"))
             continue
-        if mark.wm_type == "bits":
-            got = tuple(int(b) for b in got)
+        got: bytes | tuple[int, ...] = (
+            np.packbits(bits).tobytes() if mark.wm_type == "bytes" else tuple(int(x) for x in bits)
+        )
         if got == mark.payload:
             found.append(Evidence("watermark", "ai", mark.generator,
                                   f"invisible watermark: {mark.name} ({mark.shown}, dwtDct) decoded exactly"))
@@ -109,4 +149,3 @@ def read_watermark(data: bytes) -> tuple[list[Evidence], list[str]]:
     if not any(e.says == "ai" for e in found):
         return found, [*band, "watermark: no Stable Diffusion v1 or SDXL watermark found"]
     return found, band
-

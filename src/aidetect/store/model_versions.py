@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from aidetect.config import get_settings
 from aidetect.errors import AidetectError, ModelLoadError
 from aidetect.jsonutil import clean_json
-from aidetect.model.card import CARD_FILE, WEIGHTS_FILE
+from aidetect.model.card import CARD_FILE, WEIGHTS_FILE, card_problem
 from aidetect.store.engine import session_scope
 from aidetect.store.migrate import init_db
 from aidetect.store.tables import ModelVersion, utcnow
@@ -37,6 +37,9 @@ def read_card(model_dir: Path | str) -> dict[str, Any]:
         raise ModelLoadError(f"{card_path}: invalid model card ({exc})") from exc
     if not isinstance(card, dict) or not card.get("version"):
         raise ModelLoadError(f"{card_path}: model card has no version")
+    problem = card_problem(card)
+    if problem:
+        raise ModelLoadError(f"{card_path}: invalid model card: {problem}")
     return card
 
 

@@ -133,6 +133,7 @@ class ResultRow:
     format: str | None
     cam_path: str | None
     overlay_path: str | None
+    heatmap_error: str | None = None  # the verdict stands; its heatmap files could not be written
 
     @property
     def key(self) -> str:
@@ -198,12 +199,12 @@ class _Source:
 def _select(cols: dict[str, Any]) -> Select[Any]:
     kinds = {
         "pid": Integer, "label": String, "decided_by": String, "prob_ai": Float, "ood_score": Float, "evidence": JSON, "uncertain": Boolean, "uncertain_reason": String,
-        "model_version": String, "scored_by": String, "error": Text, "cam_path": Text, "overlay_path": Text,
+        "model_version": String, "scored_by": String, "error": Text, "cam_path": Text, "overlay_path": Text, "heatmap_error": Text,
     }
     parts = []
     for name in ("file_id", "pid", "image_id", "path", "sha256", "status", "label", "decided_by", "prob_ai", "uncertain",
                  "uncertain_reason", "ood_score", "model_version", "scored_by", "error", "evidence", "time", "first_seen", "size",
-                 "width", "height", "format", "cam_path", "overlay_path"):
+                 "width", "height", "format", "cam_path", "overlay_path", "heatmap_error"):
         expr = cols.get(name)
         if expr is None:
             expr = _null(kinds.get(name, String))
@@ -225,7 +226,8 @@ def _pred_cols(p: Any) -> dict[str, Any]:
     return {
         "pid": p.id, "label": p.label, "decided_by": p.decided_by, "prob_ai": p.prob_ai, "uncertain": p.uncertain,
         "uncertain_reason": p.uncertain_reason, "ood_score": p.ood_score, "model_version": p.model_version, "scored_by": p.scored_by,
-        "cam_path": p.cam_path, "overlay_path": p.overlay_path, "confidence": _conf(p.prob_ai),
+        "cam_path": p.cam_path, "overlay_path": p.overlay_path, "heatmap_error": p.heatmap_error,
+        "confidence": _conf(p.prob_ai),
     }
 
 
@@ -427,6 +429,7 @@ def _row(m: Any, view: str) -> ResultRow:
         evidence=_as_list(m["evidence"]),
         time=_as_dt(m["time"]), first_seen=_as_dt(m["first_seen"]), size=m["size"], width=m["width"],
         height=m["height"], format=m["format"], cam_path=m["cam_path"], overlay_path=m["overlay_path"],
+        heatmap_error=m["heatmap_error"],
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -85,89 +85,105 @@ def _transient(error: str | None) -> bool:
     return any(t in text for t in _TRANSIENT)
 
 
+# files registered per write transaction: the lock is released between them (another writer,
+# e.g. the running inbox, waits for one chunk, ~0.5 s, never for a whole rescan of 100k files)
+REGISTER_CHUNK = 2000
+
+
 def register(facts: Sequence[FileFacts], version: str, rescan: bool = False) -> Registration:
     """Register files: one image row per distinct content, one file row per path (moved to
     its current content). Content already scored by ``version`` is not queued again unless
-    ``rescan``; everything else is set ``queued`` and returned."""
+    ``rescan``; everything else is set ``queued`` and returned.
+
+    Linear in the number of files: set-based statements (a multi-row insert, executemany
+    updates by primary key), in transactions of REGISTER_CHUNK files each."""
     init_db()
     reg = Registration()
-    if not facts:
-        return reg
-    now = utcnow()
-    with session_scope() as s:
-        ins = _insert(s)
-        for chunk in chunks(facts):
-            images = {
-                f.key: {
-                    "key": f.key, "sha256": f.sha256, "path": f.path, "size": f.size,
-                    "status": "failed" if f.error else "queued", "error": f.error,
-                    "first_seen": now, "updated": now,
-                }
-                for f in chunk
-            }
-            s.execute(ins(Image).values(list(images.values())).on_conflict_do_nothing(index_elements=["key"]))
-        keys = list(dict.fromkeys(f.key for f in facts))
-        rows: dict[str, Image] = {}
-        for chunk in chunks(keys):
-            rows.update((r.key, r) for r in s.scalars(select(Image).where(Image.key.in_(chunk))).all())
-        for chunk in chunks(facts):
-            by_path = {
-                f.path: {
-                    "path": f.path, "image_id": rows[f.key].id, "size": f.size, "mtime": f.mtime,
-                    "first_seen": now, "last_seen": now,
-                }
-                for f in chunk
-            }
-            stmt = ins(File).values(list(by_path.values()))
-            s.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["path"],
-                    set_={k: stmt.excluded[k] for k in ("image_id", "size", "mtime", "last_seen")},
-                )
-            )
-        file_ids: dict[str, int] = {}
-        paths = list(dict.fromkeys(f.path for f in facts))
-        for chunk in chunks(paths):
-            file_ids.update(s.execute(select(File.path, File.id).where(File.path.in_(chunk))).all())
-        ids = [r.id for r in rows.values()]
-        scored: set[int] = set()
-        for chunk in chunks(ids):
-            scored.update(
-                s.scalars(
-                    select(Prediction.image_id).where(
-                        Prediction.image_id.in_(chunk), Prediction.model_version == version
-                    )
-                ).all()
-            )
-        seen: set[int] = set()
-        requeue: dict[int, str] = {}
-        refail: dict[int, str] = {}
-        for f in facts:
-            row = rows[f.key]
-            reg.ids.append(row.id)
-            reg.file_ids.append(file_ids[f.path])
-            if row.id in seen:
-                continue
-            seen.add(row.id)
-            if f.error:
-                reg.failed.append(row.id)
-                if row.error != f.error or row.status != "failed":
-                    refail[row.id] = f.error
-            elif not rescan and row.id in scored and row.status == "done":
-                reg.already_done.append(row.id)
-            elif not rescan and row.status == "failed" and row.path == f.path and not _transient(row.error):
-                reg.failed.append(row.id)  # same bytes at the same path: same failure
-            else:
-                reg.append(row.id)
-                if row.status != "queued" or row.path != f.path or row.error:
-                    requeue[row.id] = f.path
-        for image_id, path in requeue.items():
-            s.execute(
-                update(Image).where(Image.id == image_id).values(status="queued", error=None, path=path, updated=now)
-            )
-        for image_id, err in refail.items():
-            s.execute(update(Image).where(Image.id == image_id).values(status="failed", error=err, updated=now))
+    seen: set[int] = set()
+    for part in chunks(facts, REGISTER_CHUNK):
+        with session_scope() as s:
+            _register_part(s, part, version, rescan, reg, seen)
     return reg
+
+
+def _register_part(
+    s: Session, facts: list[FileFacts], version: str, rescan: bool, reg: Registration, seen: set[int]
+) -> None:
+    """One transaction of :func:`register`; ``seen`` (image ids decided earlier) spans chunks."""
+    now = utcnow()
+    ins = _insert(s)
+    images_t, files_t = Image.__table__, File.__table__
+    for chunk in chunks(facts):
+        images = {
+            f.key: {
+                "key": f.key, "sha256": f.sha256, "path": f.path, "size": f.size,
+                "status": "failed" if f.error else "queued", "error": f.error,
+                "first_seen": now, "updated": now,
+            }
+            for f in chunk
+        }
+        s.execute(ins(images_t).values(list(images.values())).on_conflict_do_nothing(index_elements=["key"]))
+    keys = list(dict.fromkeys(f.key for f in facts))
+    rows: dict[str, Any] = {}  # key -> (id, status, path, error): plain rows, no ORM identity map
+    for chunk in chunks(keys):
+        cols = select(images_t.c.key, images_t.c.id, images_t.c.status, images_t.c.path, images_t.c.error)
+        rows.update((r.key, r) for r in s.execute(cols.where(images_t.c.key.in_(chunk))).all())
+    for chunk in chunks(facts):
+        by_path = {
+            f.path: {
+                "path": f.path, "image_id": rows[f.key].id, "size": f.size, "mtime": f.mtime,
+                "first_seen": now, "last_seen": now,
+            }
+            for f in chunk
+        }
+        stmt = ins(files_t).values(list(by_path.values()))
+        s.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["path"],
+                set_={k: stmt.excluded[k] for k in ("image_id", "size", "mtime", "last_seen")},
+            )
+        )
+    file_ids: dict[str, int] = {}
+    paths = list(dict.fromkeys(f.path for f in facts))
+    for chunk in chunks(paths):
+        file_ids.update(s.execute(select(files_t.c.path, files_t.c.id).where(files_t.c.path.in_(chunk))).all())
+    ids = [r.id for r in rows.values()]
+    scored: set[int] = set()
+    pred_t = Prediction.__table__
+    for chunk in chunks(ids):
+        scored.update(
+            s.scalars(
+                select(pred_t.c.image_id).where(pred_t.c.image_id.in_(chunk), pred_t.c.model_version == version)
+            ).all()
+        )
+    requeue: dict[int, str] = {}
+    refail: dict[int, str] = {}
+    for f in facts:
+        row = rows[f.key]
+        reg.ids.append(row.id)
+        reg.file_ids.append(file_ids[f.path])
+        if row.id in seen:
+            continue
+        seen.add(row.id)
+        if f.error:
+            reg.failed.append(row.id)
+            if row.error != f.error or row.status != "failed":
+                refail[row.id] = f.error
+        elif not rescan and row.id in scored and row.status == "done":
+            reg.already_done.append(row.id)
+        elif not rescan and row.status == "failed" and row.path == f.path and not _transient(row.error):
+            reg.failed.append(row.id)  # same bytes at the same path: same failure
+        else:
+            reg.append(row.id)
+            if row.status != "queued" or row.path != f.path or row.error:
+                requeue[row.id] = f.path
+    by_id = images_t.c.id == bindparam("b_id")
+    if requeue:
+        s.execute(update(images_t).where(by_id).values(status="queued", error=None, path=bindparam("b_path"), updated=now),
+                  [{"b_id": i, "b_path": p} for i, p in requeue.items()])
+    if refail:
+        s.execute(update(images_t).where(by_id).values(status="failed", error=bindparam("b_error"), updated=now),
+                  [{"b_id": i, "b_error": e} for i, e in refail.items()])
 
 
 def requeue_stale(version: str, under: str | None = None) -> list[int]:

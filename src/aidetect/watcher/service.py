@@ -34,6 +34,8 @@ from aidetect.watcher.tracker import CompletenessTracker
 log = logging.getLogger("aidetect.watcher")
 
 Sink = Callable[[list[str]], object]
+RETRY_FIRST_S = 1.0  # a failed hand-off is tried again after this, doubling each time
+RETRY_MAX_S = 60.0
 
 
 class InboxWatcher:
@@ -79,6 +81,9 @@ class InboxWatcher:
         self._observer: Observer | PollingObserver | None = None  # type: ignore[valid-type]
         self.handed_off = 0
         self.errors = 0
+        self.retries = 0
+        # batches whose hand-off failed (store locked, broker down): (when to try again, attempt, paths)
+        self._retry: list[tuple[float, int, list[str]]] = []
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -113,7 +118,8 @@ class InboxWatcher:
                 ready = self.tracker.poll()
                 self.debouncer.add(ready)
                 batch = self.debouncer.due(force=True)
-            self._hand_off(batch)
+            self._hand_off(batch, final=True)
+            self._retry_due(force=True)
 
     def __enter__(self) -> InboxWatcher:
         self.start()
@@ -170,7 +176,8 @@ class InboxWatcher:
             )
             for name in sorted(filenames):
                 path = os.path.join(dirpath, name)
-                if is_candidate(path, self.inbox, self.skip_output_dirs) and os.path.isfile(path):
+                # not only regular files: a FIFO or a symlink loop gets a failed row with its reason
+                if is_candidate(path, self.inbox, self.skip_output_dirs) and not os.path.isdir(path):
                     yield path
 
     def on_event(self, event: FileSystemEvent) -> None:
@@ -202,25 +209,46 @@ class InboxWatcher:
                 self.debouncer.add(ready)
                 batch = self.debouncer.due()
             self._hand_off(batch)
+            self._retry_due()
 
-    def _hand_off(self, batch: list[str]) -> None:
+    def _retry_due(self, force: bool = False) -> None:
+        """Hand off again the failed batches whose wait is over (all of them with ``force``)."""
+        now = time.monotonic()
+        due = [r for r in self._retry if force or r[0] <= now]
+        if not due:
+            return
+        self._retry = [r for r in self._retry if not (force or r[0] <= now)]
+        for _when, attempt, batch in due:
+            self.retries += 1
+            self._hand_off(batch, attempt + 1, final=force)
+
+    def _hand_off(self, batch: list[str], attempt: int = 0, final: bool = False) -> None:
+        """Give ``batch`` to the sink. A failure (the store locked past its busy timeout, the
+        broker down) is retried by this running watcher after RETRY_FIRST_S, doubling up to
+        RETRY_MAX_S, for as long as it runs; what is still failing at stop is picked up by the
+        next start's scan of the inbox. (Hand-written rather than a retry library: the retries
+        must not block the loop that keeps watching.)"""
         if not batch:
             return
         try:
             self.sink(batch)
             self.handed_off += len(batch)
+            if attempt:
+                log.info("handed off %d files at attempt %d", len(batch), attempt + 1)
+            return
         except AidetectError as exc:
             self.errors += 1
-            log.error(
-                "could not hand off %d files: %s (they are picked up at next start)",
-                len(batch),
-                exc,
-            )
-        except Exception:  # the watcher must keep running; next start re-scans the inbox
+            reason = str(exc)
+        except Exception as exc:  # the watcher must keep running
             self.errors += 1
-            log.exception(
-                "could not hand off %d files (they are picked up at next start)", len(batch)
-            )
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            log.debug("hand-off failed", exc_info=True)
+        if final:
+            log.error("could not hand off %d files: %s (they are picked up at next start)", len(batch), reason)
+            return
+        wait = min(RETRY_MAX_S, RETRY_FIRST_S * 2**attempt)
+        self._retry.append((time.monotonic() + wait, attempt, batch))
+        log.warning("could not hand off %d files: %s (trying again in %.0f s)", len(batch), reason, wait)
 
 
 class _Handler(FileSystemEventHandler):

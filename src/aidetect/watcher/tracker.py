@@ -17,6 +17,7 @@ without sleeping; :mod:`aidetect.watcher.service` feeds it watchdog events.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections import OrderedDict
@@ -128,8 +129,15 @@ class CompletenessTracker:
 
 
 def _stat(path: str) -> tuple[int, int] | None:
+    """(size, mtime) of what ``path`` leads to; of the link itself for a symlink loop (it is
+    complete as it is, and registration fails it with that reason); None when it is gone."""
     try:
         st = os.stat(path)
-    except OSError:
-        return None
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            return None
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return None
     return (st.st_size, st.st_mtime_ns)

@@ -89,8 +89,9 @@ class BatchScorer:
             report.seconds = time.perf_counter() - t0
             return report
 
+        # the heatmap folder is made (again) as files are written; if it cannot be (replaced by
+        # a file, removed with its parent, disk full) each verdict is stored with heatmap_error
         heatmap_dir = get_settings().heatmap_dir
-        heatmap_dir.mkdir(parents=True, exist_ok=True)
         t_inf = time.perf_counter()
         verdicts = self._classify([t[1] for t in todo], heatmap_dir)  # CAM files written here
         inf_s = time.perf_counter() - t_inf
@@ -116,12 +117,14 @@ class BatchScorer:
                 report.errors[image_id] = reason
                 continue
             cam_path, overlay_path = getattr(v, "cam_path", None), getattr(v, "overlay_path", None)
-            if not (cam_path and overlay_path):
+            heatmap_error = getattr(v, "heatmap_error", None)
+            if not (cam_path and overlay_path) and heatmap_error is None:
                 try:
                     cam_p, ov_p = self.detector.save_heatmaps(v, heatmap_dir)
                     cam_path, overlay_path = str(cam_p), str(ov_p)
                 except Exception as exc:  # noqa: BLE001 - the verdict stands without a heatmap
-                    log.warning("heatmap for image %s not saved: %s", image_id, _one_line(exc))
+                    heatmap_error = f"{heatmap_dir}: heatmap not written ({_one_line(exc)})"
+                    log.warning("heatmap for image %s not saved: %s", image_id, heatmap_error)
             timings = {k: round(float(x), 6) for k, x in (getattr(v, "timings", None) or {}).items()}
             timings["batch_s"] = round(inf_s, 4)
             timings["batch_size"] = len(todo)
@@ -136,6 +139,7 @@ class BatchScorer:
                 "scored_by": v.scored_by,
                 "cam_path": cam_path,
                 "overlay_path": overlay_path,
+                "heatmap_error": heatmap_error,
                 "timings": timings,
                 "worker": self.worker_name,
                 "created": utcnow(),
