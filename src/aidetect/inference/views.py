@@ -87,6 +87,78 @@ def _grid(width: int, height: int, vw: int, vh: int, max_tiles: int) -> ViewPlan
     return ViewPlan(tiles=tiles, regions=regions, view=(vw, vh))
 
 
+WINDOW_OVERLAP = 64  # px: wanted overlap of neighbouring windows, where their CAMs are blended
+
+
+def _even_starts(length: int, size: int, n: int) -> list[int]:
+    """``n`` starts of ``size`` px views spread evenly from 0 to the far edge, on the 8 px JPEG
+    grid (one view: centred)."""
+    last = (length - size) // JPEG_BLOCK * JPEG_BLOCK
+    if n <= 1:
+        return [min(last, (length - size) // 2 // JPEG_BLOCK * JPEG_BLOCK)]
+    return [min(last, int(round(i * (length - size) / (n - 1) / JPEG_BLOCK)) * JPEG_BLOCK) for i in range(n)]
+
+
+def _covering_grid(width: int, height: int, vw: int, vh: int, max_windows: int) -> tuple[int, int] | None:
+    """Columns x rows of windows that cover the image, at most ``max_windows``: of the grids that
+    fit, the one whose neighbours overlap most (up to WINDOW_OVERLAP: seams fall where CAMs are
+    blended), then the one with fewer windows. None when no covering grid fits."""
+    def overlap(length: int, size: int, n: int) -> float:
+        return float(size) if n <= 1 else size - (length - size) / (n - 1)
+
+    best: tuple[float, int, tuple[int, int]] | None = None
+    for nx in range(max(1, math.ceil(width / vw)), max_windows + 1):
+        for ny in range(max(1, math.ceil(height / vh)), max_windows // nx + 1):
+            ov = min(min(overlap(width, vw, nx), WINDOW_OVERLAP) if width > vw else WINDOW_OVERLAP,
+                     min(overlap(height, vh, ny), WINDOW_OVERLAP) if height > vh else WINDOW_OVERLAP)
+            key = (ov, -nx * ny, (nx, ny))
+            if best is None or key[:2] > best[:2]:
+                best = key
+    return None if best is None else best[2]
+
+
+def lattice_step(xs: list[int], ys: list[int]) -> int:
+    """The multiplier of the rank-1 lattice (Korobov) through ``n`` columns ``xs`` and rows ``ys``:
+    window i at (xs[i], ys[i * step mod n]), with ``step`` coprime with n so that every row is
+    used once, chosen so that the nearest two windows are as far apart as possible."""
+    n = len(xs)
+    if n <= 2:
+        return 1
+
+    def nearest(step: int) -> float:
+        pts = np.array([(xs[i], ys[(i * step) % n]) for i in range(n)], np.float64)
+        d = np.sqrt(((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1))
+        d[np.diag_indices(n)] = np.inf
+        return float(d.min())
+
+    return max((a for a in range(1, n) if math.gcd(a, n) == 1), key=lambda a: (nearest(a), -a))
+
+
+def _window_views(width: int, height: int, vw: int, vh: int, max_windows: int) -> ViewPlan:
+    """Windows of vw x vh for an image larger than the whole-image limit: a covering grid when
+    one fits in ``max_windows`` (neighbours overlapping where possible, so their CAMs blend),
+    else ``max_windows`` windows on a rank-1 lattice: the i-th window at the i-th of n evenly
+    spread columns and the (i * step mod n)-th of n evenly spread rows. Every column band and
+    every row band of the image then holds a window (when n windows span a side), and they are
+    spread in two dimensions: no whole band of the picture goes unseen, as it did with the
+    rows of windows before (a 2048 x 2048 render: two rows of four, three full-width bands unseen)."""
+    grid = _covering_grid(width, height, vw, vh, max_windows)
+    if grid is not None:
+        nx, ny = grid
+        tiles = [(x, y) for y in _even_starts(height, vh, ny) for x in _even_starts(width, vw, nx)]
+    else:
+        n = max(1, max_windows)
+        xs, ys = _even_starts(width, vw, n), _even_starts(height, vh, n)
+        step = lattice_step(xs, ys)
+        tiles = sorted({(xs[i], ys[(i * step) % n]) for i in range(n)}, key=lambda t: (t[1], t[0]))
+
+    def end(start: int, size: int, length: int) -> float:  # the <= 7 px a grid on 8 px cannot reach
+        return float(length if length - (start + size) < JPEG_BLOCK else start + size)
+
+    regions = [(float(x), float(y), end(x, vw, width), end(y, vh, height)) for x, y in tiles]
+    return ViewPlan(tiles=tiles, regions=regions, view=(vw, vh))
+
+
 def plan_views(width: int, height: int, size: int, tile_min_side: int, max_tiles: int, *,
                window: int = 0, whole_max_pixels: int = 0) -> ViewPlan:
     """The view policy.
@@ -94,7 +166,8 @@ def plan_views(width: int, height: int, size: int, tile_min_side: int, max_tiles
     Fully convolutional models whose card asks for it (``window`` > 0, the default model): an
     image of at most ``whole_max_pixels`` is seen whole, in one pass at native resolution;
     a larger one as windows of ``window`` px (or its side, if smaller) covering it when at
-    most ``max_tiles`` windows do, else an even sample of ``max_tiles`` of them.
+    most ``max_tiles`` windows do, else ``max_tiles`` of them spread on a lattice
+    (:func:`_window_views`).
 
     Otherwise (input-size tiles): an image of exactly the model's input size is fed
     unchanged; one whose short side is at least ``max(size, tile_min_side)`` is cut into
@@ -103,7 +176,7 @@ def plan_views(width: int, height: int, size: int, tile_min_side: int, max_tiles
     if window > 0 and min(width, height) >= size:
         if width * height <= whole_max_pixels:
             return ViewPlan(tiles=[(0, 0)], regions=[(0.0, 0.0, float(width), float(height))], view=(width, height))
-        return _grid(width, height, min(window, width), min(window, height), max(1, max_tiles))
+        return _window_views(width, height, min(window, width), min(window, height), max(1, max_tiles))
     if (width, height) != (size, size) and min(width, height) >= max(size, tile_min_side) and max_tiles > 1:
         return _grid(width, height, size, size, max_tiles)
     if (width, height) == (size, size):
