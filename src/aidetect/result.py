@@ -12,7 +12,7 @@ from typing import Any
 RESULT_FIELDS = (
     "path", "sha256", "status", "label", "decided_by", "prob_ai", "confidence", "uncertain",
     "uncertain_reason", "ood_score", "model_version", "scored_by", "error", "evidence", "time",
-    "first_seen", "size", "width", "height", "format", "cam_path", "overlay_path", "heatmap_error", "file_id", "image_id",
+    "first_seen", "size", "width", "height", "format", "cam_path", "overlay_path", "heatmap_error", "branches", "file_id", "image_id",
 )
 SCHEMA_FILE = Path(__file__).with_name("result.schema.json")
 

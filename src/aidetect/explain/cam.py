@@ -118,11 +118,14 @@ def batched_cam(
     batch: torch.Tensor,
     choose: Callable[[torch.Tensor], np.ndarray],
     method: str = DEFAULT_METHOD,
+    reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> CamResult:
     """One forward + one backward for ``batch``; ``choose(logits) -> class per row`` decides
     which class each row explains (e.g. the predicted class of the image the row belongs to).
 
     The model's parameters should not require grad (the Detector freezes them).
+    ``reshape_transform``: the library's hook that turns the layer's output into (N, C, h, w)
+    (a ViT's tokens: :func:`vit_tokens_to_map`).
     """
     cls = _RAW[resolve_method(method)]
     chosen: dict[str, np.ndarray] = {}
@@ -138,7 +141,7 @@ def batched_cam(
     cut = layer.register_forward_hook(_cut_graph_hook)
     result: np.ndarray | None = None
     try:
-        with torch.enable_grad(), cls(model=model, target_layers=[layer]) as cam_obj:
+        with torch.enable_grad(), cls(model=model, target_layers=[layer], reshape_transform=reshape_transform) as cam_obj:
             result = cam_obj(input_tensor=batch, targets=targets)
             logits = cam_obj.outputs.detach()
             cam_obj.outputs = None  # drop the graph now, not at the next call
@@ -147,6 +150,13 @@ def batched_cam(
     if result is None:  # the library's __exit__ swallows IndexError
         raise RuntimeError("Grad-CAM failed inside pytorch-grad-cam")
     return CamResult(logits=logits, cams=result.astype(np.float32, copy=False), classes=classes())
+
+
+def vit_tokens_to_map(tokens: torch.Tensor) -> torch.Tensor:
+    """(N, 1 + h*w, C) ViT tokens (class token first, a square grid of patches) -> (N, C, h, w)."""
+    patches = tokens[:, 1:, :]
+    side = int(round(patches.shape[1] ** 0.5))
+    return patches.reshape(patches.shape[0], side, side, patches.shape[2]).permute(0, 3, 1, 2)
 
 
 def count_hooks(model: nn.Module) -> int:
@@ -179,4 +189,5 @@ __all__: Sequence[str] = (
     "count_hooks",
     "normalise",
     "resolve_method",
+    "vit_tokens_to_map",
 )

@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
@@ -49,6 +49,9 @@ from aidetect.model.ood import FeatureTap, flat_share, load_ood
 from aidetect.model.precision import PRECISIONS, pick_precision
 from aidetect.model.preprocess import Normalisation
 from aidetect.runtime import tune_malloc
+
+if TYPE_CHECKING:
+    from aidetect.inference.fused import FusedScorer
 from aidetect.wording import uncertainty
 
 log = logging.getLogger(__name__)
@@ -215,6 +218,11 @@ class Detector:
         model, card = load_model_dir(self.model_dir, device=self.device)
         for p in model.parameters():
             p.requires_grad_(False)
+        self._lock = threading.Lock()
+        self.fused: FusedScorer | None = None
+        if card.fusion:  # two branches (Detector v3): the CNN's own Detector + CLIP + the head
+            self._init_fused(model, card)
+            return
         fuse = getattr(model, "fuse_for_inference", None)
         if callable(fuse):  # BatchNorm folded, activations fused into the convolutions: the same function
             fuse()
@@ -246,7 +254,19 @@ class Detector:
             small_dir = small_model_dir(self.model_dir, str(card.small_images["model"]))
             self.small = Detector(small_dir, self.device, cam_method, tile_min_side=tile_min_side,
                                   max_tiles=max_tiles, threads=0, precision=self.precision, provenance=False)
-        self._lock = threading.Lock()
+
+    def _init_fused(self, head: torch.nn.Module, card: ModelCard) -> None:
+        """A fused model: the views, the small-image routing and the OOD check are the CNN branch's."""
+        from aidetect.inference.fused import FusedScorer
+
+        cv2.setNumThreads(1)
+        self.model, self.card = head, card
+        self.version = card.version or f"{card.architecture}-unversioned"
+        self.fused = FusedScorer(self, head, card)  # type: ignore[arg-type]
+        cnn = self.fused.cnn
+        self.input_size, self.min_side, self.max_side = cnn.input_size, cnn.min_side, cnn.max_side
+        self.window, self.whole_max_pixels, self.max_windows = cnn.window, cnn.whole_max_pixels, cnn.max_windows
+        self.preset, self.small, self.ood = cnn.preset, None, None
 
     # -- public API ----------------------------------------------------------------------
     def classify(
@@ -348,6 +368,11 @@ class Detector:
         return plan_views(width, height, self.input_size, self.tile_min_side, self.max_tiles)
 
     def _classify(self, items: list[ImageInput], explain: bool, target: Target, heatmap_dir: str | Path | None) -> list[Verdict]:
+        if self.fused is not None:
+            verdicts = self.fused.classify(items, explain, target, heatmap_dir)
+            for v in verdicts:
+                apply_policy(v)
+            return verdicts
         prep = self.prepare(items, keep_overlay_base=heatmap_dir is not None)
         if prep.routed:
             self._classify_small(prep, explain, target, heatmap_dir)

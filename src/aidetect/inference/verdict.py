@@ -38,6 +38,9 @@ class Verdict:
     heatmap_error: str | None = None  # files could not be written (the verdict itself stands)
     evidence: list[dict[str, Any]] = field(default_factory=list)  # aidetect.provenance items (to_json)
     decided_by: str | None = None  # "provenance" | "model" once scored (apply_policy)
+    # fused models: per branch ("cnn", "clip") its calibrated log-odds, its term of the fused logit
+    # and its share of the decision (aidetect.inference.fused); None for a one-branch model
+    branches: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds, per image
 
     @property
@@ -54,6 +57,7 @@ class Verdict:
             "model_version": self.model_version or None, "scored_by": self.scored_by, "error": self.error,
             "width": self.width, "height": self.height, "format": self.format,
             "cam_path": self.cam_path, "overlay_path": self.overlay_path, "heatmap_error": self.heatmap_error,
+            "branches": self.branches,
             "evidence": self.evidence, "decided_by": self.decided_by,
         }
         return result_object(

@@ -46,6 +46,9 @@ class ModelCard:
     # "max_windows": n}; empty -> input-size tiles
     views: dict[str, int] = field(default_factory=dict)
     ood: dict[str, Any] | None = None  # out-of-distribution score: threshold and how it was fitted (model/ood.py)
+    # two-branch models (model/fusion.py): {"cnn": model dir of the CNN branch (relative, or a shipped
+    # model's name), "clip": the CLIP encoder folder (same rule), "clip_views": "center" | "center+crops"}
+    fusion: dict[str, Any] | None = None
     version: str = ""
     created: str = ""
     format_version: int = 1

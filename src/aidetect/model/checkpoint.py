@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import aidetect.model.efficientnet  # noqa: F401  (registers the architectures)
+import aidetect.model.fusion  # noqa: F401
 import aidetect.model.networks  # noqa: F401
 from aidetect.errors import ModelLoadError
 from aidetect.model.card import CARD_FILE, WEIGHTS_FILE, ModelCard

@@ -134,6 +134,7 @@ class ResultRow:
     cam_path: str | None
     overlay_path: str | None
     heatmap_error: str | None = None  # the verdict stands; its heatmap files could not be written
+    branches: dict[str, Any] | None = None  # fused models: each branch's logit, contribution, share
 
     @property
     def key(self) -> str:
@@ -170,7 +171,7 @@ def _cell(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, datetime):
         return (v.astimezone(UTC) if v.tzinfo else v.replace(tzinfo=UTC)).isoformat()
-    if isinstance(v, list):
+    if isinstance(v, list | dict):
         return json.dumps(v, ensure_ascii=False) if v else ""
     return str(v)
 
@@ -199,12 +200,12 @@ class _Source:
 def _select(cols: dict[str, Any]) -> Select[Any]:
     kinds = {
         "pid": Integer, "label": String, "decided_by": String, "prob_ai": Float, "ood_score": Float, "evidence": JSON, "uncertain": Boolean, "uncertain_reason": String,
-        "model_version": String, "scored_by": String, "error": Text, "cam_path": Text, "overlay_path": Text, "heatmap_error": Text,
+        "model_version": String, "scored_by": String, "error": Text, "cam_path": Text, "overlay_path": Text, "heatmap_error": Text, "branches": JSON,
     }
     parts = []
     for name in ("file_id", "pid", "image_id", "path", "sha256", "status", "label", "decided_by", "prob_ai", "uncertain",
                  "uncertain_reason", "ood_score", "model_version", "scored_by", "error", "evidence", "time", "first_seen", "size",
-                 "width", "height", "format", "cam_path", "overlay_path", "heatmap_error"):
+                 "width", "height", "format", "cam_path", "overlay_path", "heatmap_error", "branches"):
         expr = cols.get(name)
         if expr is None:
             expr = _null(kinds.get(name, String))
@@ -227,6 +228,7 @@ def _pred_cols(p: Any) -> dict[str, Any]:
         "pid": p.id, "label": p.label, "decided_by": p.decided_by, "prob_ai": p.prob_ai, "uncertain": p.uncertain,
         "uncertain_reason": p.uncertain_reason, "ood_score": p.ood_score, "model_version": p.model_version, "scored_by": p.scored_by,
         "cam_path": p.cam_path, "overlay_path": p.overlay_path, "heatmap_error": p.heatmap_error,
+        "branches": p.branches,
         "confidence": _conf(p.prob_ai),
     }
 
@@ -414,6 +416,16 @@ def _as_list(v: Any) -> list[dict[str, Any]] | None:
     return got if isinstance(got, list) else None
 
 
+def _as_dict(v: Any) -> dict[str, Any] | None:
+    if v is None or isinstance(v, dict):
+        return v
+    try:  # raw JSON text from a UNION on SQLite
+        got = json.loads(v)
+    except (TypeError, ValueError):
+        return None
+    return got if isinstance(got, dict) else None
+
+
 def _row(m: Any, view: str) -> ResultRow:
     scored = view == "history" or m["status"] == "done"
     return ResultRow(
@@ -429,7 +441,7 @@ def _row(m: Any, view: str) -> ResultRow:
         evidence=_as_list(m["evidence"]),
         time=_as_dt(m["time"]), first_seen=_as_dt(m["first_seen"]), size=m["size"], width=m["width"],
         height=m["height"], format=m["format"], cam_path=m["cam_path"], overlay_path=m["overlay_path"],
-        heatmap_error=m["heatmap_error"],
+        heatmap_error=m["heatmap_error"], branches=_as_dict(m["branches"]) if scored else None,
     )
 
 

@@ -100,6 +100,7 @@ class Prediction(Base):
     cam_path: Mapped[str | None] = mapped_column(Text)  # the raw Grad-CAM (8-bit grey PNG)
     overlay_path: Mapped[str | None] = mapped_column(Text)
     heatmap_error: Mapped[str | None] = mapped_column(Text)  # why the heatmap files were not written (the verdict stands)
+    branches: Mapped[dict | None] = mapped_column(JSON)  # fused models: per branch logit, contribution, share
     timings: Mapped[dict | None] = mapped_column(JSON)
     worker: Mapped[str | None] = mapped_column(String(255))
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

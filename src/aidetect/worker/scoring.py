@@ -140,6 +140,7 @@ class BatchScorer:
                 "cam_path": cam_path,
                 "overlay_path": overlay_path,
                 "heatmap_error": heatmap_error,
+                "branches": getattr(v, "branches", None),
                 "timings": timings,
                 "worker": self.worker_name,
                 "created": utcnow(),

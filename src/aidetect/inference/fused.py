@@ -1,0 +1,193 @@
+"""Scoring with a fused model (Detector v3): the CNN branch (a whole :class:`Detector` of its own
+model directory: native-resolution views, its small-image model, its out-of-distribution check)
+and the semantic branch (:mod:`aidetect.inference.semantic`), combined by the fusion head
+(:mod:`aidetect.model.fusion`) and calibrated by the fused card (temperature, threshold,
+uncertain band).
+
+Each verdict says how much each branch contributed (``Verdict.branches``: the branch's calibrated
+log-odds, its term of the fused logit and its share of the decision), and its heatmap is the
+two branches' heatmaps weighted by those shares: the CNN's CAM over what its views saw and the
+CLIP branch's Grad-CAM (last block, patch tokens) over its 224 px views, summed and normalised;
+parts neither saw stay "not seen". Images under ``fusion.clip_min_side`` (the CNN routes them to
+its small-image model) are scored by the CNN branch alone (CLIP on an upscaled thumbnail says
+nothing), and their verdict says so. Knows nothing of Celery, SQL or Tk.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from aidetect.errors import ImageLoadError, ModelLoadError
+from aidetect.inference.decoding import Decoded, ImageInput, decode_item, source_name
+from aidetect.inference.semantic import ClipBranch, ClipViews
+from aidetect.inference.verdict import Verdict, read_provenance
+from aidetect.inference.views import stitch
+from aidetect.model.card import CARD_FILE, ModelCard
+from aidetect.model.fusion import FusionHead, shares
+from aidetect.wording import uncertainty
+
+if TYPE_CHECKING:
+    from aidetect.inference.detector import Detector
+
+LOGIT_CLIP = 1e-6  # probabilities kept inside [1e-6, 1 - 1e-6] before taking log-odds
+
+
+def log_odds(p: float) -> float:
+    p = min(max(float(p), LOGIT_CLIP), 1 - LOGIT_CLIP)
+    return float(np.log(p / (1 - p)))
+
+
+def branch_dir(model_dir: Path, name: str, marker: str) -> Path:
+    """A branch named by a fused card: a folder relative to the model directory, else one shipped
+    with aidetect by that name. ``marker``: a file the folder must hold."""
+    from aidetect.config import SHIPPED_MODEL_DIR
+
+    for cand in ((model_dir / name).resolve(), SHIPPED_MODEL_DIR.parent / Path(name).name):
+        if (cand / marker).is_file():
+            return cand
+    raise ModelLoadError(f"{model_dir}: its branch {name!r} is not there, nor shipped with aidetect")
+
+
+class FusedScorer:
+    """Holds the CNN branch's Detector, the CLIP branch and the head of one fused model."""
+
+    def __init__(self, owner: Detector, head: FusionHead, card: ModelCard) -> None:
+        from aidetect.inference.detector import Detector
+
+        fusion = card.fusion or {}
+        self.owner, self.head, self.card = owner, head.to(owner.device).eval(), card
+        for p in self.head.parameters():
+            p.requires_grad_(False)
+        cnn_dir = branch_dir(owner.model_dir, str(fusion["cnn"]), CARD_FILE)
+        self.cnn = Detector(cnn_dir, owner.device, owner.cam_method, threads=0, precision=owner.precision,
+                            provenance=False)
+        from aidetect.inference.semantic import ENCODER_FILE
+
+        clip_dir = branch_dir(owner.model_dir, str(fusion["clip"]), ENCODER_FILE)
+        self.clip = ClipBranch(clip_dir, self.head, owner.device, owner.amp_dtype,
+                               str(fusion.get("clip_views", "center")), owner.cam_method)
+        self.clip_min_side = int(fusion.get("clip_min_side", self.cnn.min_side or 0))
+
+    def classify(self, items: list[ImageInput], explain: bool, target: str,
+                 heatmap_dir: str | Path | None) -> list[Verdict]:
+        owner = self.owner
+        verdicts = [Verdict(source=source_name(it, i), model_version=owner.version) for i, it in enumerate(items)]
+        images, decoded, clip_views = [], [], []
+        for i, item in enumerate(items):
+            v = verdicts[i]
+            t0 = time.perf_counter()
+            try:
+                img, sha, fmt, data = decode_item(item, v.source)
+            except ImageLoadError as exc:
+                v.error = str(exc)
+                continue
+            v.sha256, v.format, (v.width, v.height) = sha, fmt, img.size
+            if owner.read_provenance and data is not None:
+                v.evidence = read_provenance(data, fmt, owner.trust_anchors)
+            del data
+            v.timings["decode"] = time.perf_counter() - t0
+            semantic = min(img.size) >= self.clip_min_side
+            clip_views.append(self.clip.views(img) if semantic else None)
+            base = owner._overlay_base(img) if heatmap_dir is not None else None
+            decoded.append(Decoded(i, img.width, img.height, base, sha, fmt))
+            images.append(img)
+        if not images:
+            return verdicts
+        t0 = time.perf_counter()
+        cnn = self.cnn._classify(images, explain, target, None)  # type: ignore[arg-type]
+        del images
+        cnn_s = (time.perf_counter() - t0) / len(cnn)
+        cnn_logit = np.array([log_odds(c.prob_ai) if c.prob_ai is not None else 0.0 for c in cnn])
+        with_clip = [k for k, cv in enumerate(clip_views) if cv is not None and cnn[k].error is None]
+        clip_logit = np.zeros(len(cnn))
+        clip_cams: dict[int, np.ndarray] = {}
+        t1 = time.perf_counter()
+        if with_clip:
+            views = [clip_views[k] for k in with_clip]
+            logits, _ = self.clip.score(views)
+            clip_logit[with_clip] = logits
+            if explain:  # the class each image's heatmap explains: from the fused verdict
+                fused_now = self._fuse(cnn_logit[with_clip], logits)
+                ai = np.array([self.card.verdict(p)[0] == "ai" for p in self._probs(fused_now)])
+                cls = (ai if target == "predicted" else ~ai).astype(int)
+                _, cams = self.clip.score(views, explain=True, classes=cls)
+                assert cams is not None
+                clip_cams = {k: c for k, c in zip(with_clip, cams, strict=True)}
+        clip_s = (time.perf_counter() - t1) / max(1, len(with_clip))
+        out_dir = Path(heatmap_dir) if heatmap_dir is not None else None
+        for k, d in enumerate(decoded):
+            v, c = verdicts[d.index], cnn[k]
+            if c.error:
+                v.error = c.error
+                continue
+            self._verdict(v, c, float(cnn_logit[k]), float(clip_logit[k]) if k in with_clip else None,
+                          clip_views[k], clip_cams.get(k), d)
+            v.timings.update({"cnn": cnn_s, **({"clip": clip_s} if k in with_clip else {})})
+            if out_dir is not None and v.cam is not None:
+                owner._write_files(v, out_dir, d.overlay_base)
+            v.timings["total"] = sum(v.timings.values())
+        return verdicts
+
+    # -- internals -----------------------------------------------------------------------
+    def _fuse(self, cnn_logit: np.ndarray, clip_logit: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.head(torch.as_tensor(cnn_logit, dtype=torch.float32),
+                             torch.as_tensor(clip_logit, dtype=torch.float32)).numpy().astype(np.float64)
+
+    def _probs(self, fused: np.ndarray) -> np.ndarray:
+        t = float(self.card.temperature or 1.0)
+        return 1.0 / (1.0 + np.exp(-np.asarray(fused, np.float64) / t))
+
+    def _verdict(self, v: Verdict, c: Verdict, cnn_logit: float, clip_logit: float | None,
+                 views: ClipViews | None, clip_cam: np.ndarray | None, d: Decoded) -> None:
+        """Fill ``v`` from the CNN branch's verdict ``c`` and the CLIP branch's logit."""
+        v.tiles, v.seen, v.ood_score, v.scored_by = c.tiles, c.seen, c.ood_score, c.scored_by
+        v.cam_method, v.cam_target, v.cam_class = c.cam_method, c.cam_target, c.cam_class
+        outside = c.uncertain_reason == "outside training data"
+        if clip_logit is None:  # the CNN branch alone (a small image): its own calibrated verdict
+            v.prob_ai, v.label, v.uncertain, v.uncertain_reason = c.prob_ai, c.label, c.uncertain, c.uncertain_reason
+            v.branches = {"cnn": {"logit": round(cnn_logit, 4), "contribution": round(cnn_logit, 4), "share": 1.0},
+                          "clip": None}
+            v.cam = c.cam
+            return
+        with torch.no_grad():
+            contrib = self.head.contributions(torch.tensor([cnn_logit]), torch.tensor([clip_logit]))[0].numpy()
+        fused = float(contrib.sum() + float(self.head.fuse.bias))
+        p = float(self._probs(np.array([fused]))[0])
+        v.prob_ai = p
+        v.label, in_band = self.card.verdict(p)
+        v.uncertain, v.uncertain_reason = uncertainty(in_band, outside)
+        share = shares(contrib)
+        v.branches = {
+            name: {"logit": round(lg, 4), "contribution": round(float(ct), 4), "share": round(float(sh), 4)}
+            for name, lg, ct, sh in zip(("cnn", "clip"), (cnn_logit, clip_logit), contrib, share, strict=True)
+        }
+        if c.cam is not None and clip_cam is not None and views is not None:
+            v.cam_class = v.label if v.cam_target != "other" else ("real" if v.label == "ai" else "ai")
+            v.cam = fused_heatmap(c.cam, stitch(clip_cam, views.plan, d.width, d.height), share)
+
+
+def fused_heatmap(cnn_cam: np.ndarray, clip_cam: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """The two branches' heatmaps (each normalised over what it saw, NaN elsewhere; same canvas)
+    as one: share-weighted sum, 0 for a branch where it did not look, NaN where neither did,
+    normalised over the seen part."""
+    from aidetect.explain.cam import normalise
+
+    a, b = np.isfinite(cnn_cam), np.isfinite(clip_cam)
+    total = share[0] * np.where(a, cnn_cam, 0) + share[1] * np.where(b, clip_cam, 0)
+    return normalise(np.where(a | b, total, np.nan).astype(np.float32))
+
+
+def branch_summary(branches: dict[str, Any] | None) -> str:
+    """``cnn 62 % · clip 38 %``: what a person reads next to the verdict."""
+    if not branches:
+        return ""
+    return " · ".join(f"{k} {b['share'] * 100:.0f} %" for k, b in branches.items() if b)
+
+
+__all__ = ["FusedScorer", "branch_summary", "fused_heatmap", "log_odds"]

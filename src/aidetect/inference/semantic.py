@@ -1,0 +1,123 @@
+"""The semantic branch of a fused model: frozen CLIP ViT-B/16 embeddings of 224 px views of the
+image (what CLIP was trained on), scored by the fusion head's linear probe, explained by Grad-CAM
+on the last block's patch tokens. Knows nothing of Celery, SQL or Tk.
+
+Views (the card's ``fusion.clip_views``):
+
+* ``center``: CLIP's own view, the short side resized to 224 px and the centre square;
+* ``center+crops``: that, plus up to 4 native-resolution 224 px crops spread over the image on the
+  8 px JPEG grid (images at least 448 px on the short side); the probe's logit is the mean over
+  the views (the probe is linear: the logit of the mean of the normalised embeddings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from aidetect.errors import ModelLoadError
+from aidetect.explain.cam import batched_cam, vit_tokens_to_map
+from aidetect.inference.views import JPEG_BLOCK, ViewPlan
+from aidetect.model.clip import INPUT_SIZE, clip_resize_crop, load_clip_encoder
+from aidetect.model.fusion import FusionHead
+
+ENCODER_FILE = "encoder.int8.safetensors"
+VIEW_RULES = ("center", "center+crops")
+MAX_CROPS = 4
+
+
+@dataclass
+class ClipViews:
+    """One image's CLIP views: uint8 (k, 3, 224, 224) and where each comes from in the image."""
+
+    pixels: torch.Tensor
+    plan: ViewPlan  # regions in image coordinates, for the heatmap
+
+
+def clip_views(img: Image.Image, rule: str = "center") -> ClipViews:
+    """The CLIP views of ``img`` by ``rule`` (see the module doc)."""
+    w, h = img.size
+    scale = INPUT_SIZE / min(w, h)
+    rw, rh = max(INPUT_SIZE, round(w * scale)), max(INPUT_SIZE, round(h * scale))
+    left, top = (rw - INPUT_SIZE) // 2, (rh - INPUT_SIZE) // 2
+    sx, sy = w / rw, h / rh
+    views = [clip_resize_crop(img)]
+    regions = [(left * sx, top * sy, (left + INPUT_SIZE) * sx, (top + INPUT_SIZE) * sy)]
+    if rule == "center+crops" and min(w, h) >= 2 * INPUT_SIZE:
+        arr = np.asarray(img.convert("RGB"))
+        for x, y in _spread(w, h, MAX_CROPS):
+            views.append(torch.from_numpy(np.ascontiguousarray(arr[y : y + INPUT_SIZE, x : x + INPUT_SIZE])).permute(2, 0, 1))
+            regions.append((float(x), float(y), float(x + INPUT_SIZE), float(y + INPUT_SIZE)))
+    tiles = [(int(r[0]), int(r[1])) for r in regions]
+    return ClipViews(torch.stack(views), ViewPlan(tiles=tiles, regions=regions, view=(INPUT_SIZE, INPUT_SIZE)))
+
+
+def _spread(w: int, h: int, n: int) -> list[tuple[int, int]]:
+    """``n`` crop corners of 224 px: the centres of a 2 x 2 partition, on the JPEG grid."""
+    out = []
+    for fy in (0.25, 0.75):
+        for fx in (0.25, 0.75):
+            x = int(fx * w - INPUT_SIZE / 2) // JPEG_BLOCK * JPEG_BLOCK
+            y = int(fy * h - INPUT_SIZE / 2) // JPEG_BLOCK * JPEG_BLOCK
+            out.append((min(max(0, x), w - INPUT_SIZE), min(max(0, y), h - INPUT_SIZE)))
+    return out[:n]
+
+
+class _ProbeNet(nn.Module):
+    """uint8 views -> (N, 2) logits [0, probe logit]: class 1 (ai) is the probe's logit, so
+    Grad-CAM of class 1 explains "AI" and of class 0 explains "real" (the gradient's sign flips)."""
+
+    def __init__(self, encoder: nn.Module, head: FusionHead) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.head.clip_logit(self.encoder(x))
+        return torch.stack([-s / 2, s / 2], dim=-1)
+
+
+class ClipBranch:
+    """The frozen encoder + the head's probe, on ``device`` under ``amp_dtype`` autocast."""
+
+    def __init__(self, encoder_dir: Path, head: FusionHead, device: torch.device, amp_dtype: torch.dtype | None,
+                 rule: str = "center", cam_method: str = "gradcam") -> None:
+        path = Path(encoder_dir) / ENCODER_FILE
+        if not path.is_file():
+            raise ModelLoadError(f"{path}: the CLIP encoder is missing (scripts/convert_clip_onnx.py makes it)")
+        if rule not in VIEW_RULES:
+            raise ModelLoadError(f"fusion.clip_views {rule!r}: choose {', '.join(VIEW_RULES)}")
+        self.encoder = load_clip_encoder(path, device=device)
+        for p in self.encoder.parameters():
+            p.requires_grad_(False)
+        self.net = _ProbeNet(self.encoder, head).eval()
+        self.device, self.amp_dtype, self.rule, self.cam_method = device, amp_dtype, rule, cam_method
+
+    def views(self, img: Image.Image) -> ClipViews:
+        return clip_views(img, self.rule)
+
+    def score(self, views: list[ClipViews], explain: bool = False,
+              classes: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray] | None]:
+        """Per image: the probe's logit (mean over its views); with ``explain`` also per image the
+        raw CAMs of its views (k, 14, 14) for the class ``classes[i]`` (1 = ai, 0 = real)."""
+        batch = torch.cat([v.pixels for v in views]).to(self.device)
+        owner = np.concatenate([np.full(len(v.pixels), i) for i, v in enumerate(views)])
+        autocast = torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+        with autocast:
+            if explain:
+                cls = np.zeros(len(views), int) if classes is None else np.asarray(classes, int)
+                res = batched_cam(self.net, self.encoder.cam_layer, batch, lambda _logits: cls[owner],
+                                  self.cam_method, reshape_transform=vit_tokens_to_map)
+                per_view = (res.logits[:, 1] * 2).float().cpu().numpy()
+                cams: list[np.ndarray] | None = [res.cams[owner == i] for i in range(len(views))]
+            else:
+                with torch.inference_mode():
+                    per_view = (self.net(batch)[:, 1] * 2).float().cpu().numpy()
+                cams = None
+        logits = np.array([per_view[owner == i].mean() for i in range(len(views))], np.float64)
+        return logits, cams

@@ -1,0 +1,111 @@
+"""Fused models (Detector v3): the CNN branch's Detector + the CLIP branch + the fusion head.
+Verdicts carry each branch's logit, contribution and share; the fused logit is their sum; the
+heatmap of a fused verdict is the branches' heatmaps weighted by their shares; small images are
+the CNN branch's alone. Needs the converted CLIP encoder (skips with the reason without it)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aidetect.config import SHIPPED_MODEL_DIR
+from aidetect.model.clip import WEIGHTS_PATH
+
+pytestmark = pytest.mark.skipif(not WEIGHTS_PATH.is_file(),
+                                reason=f"no CLIP encoder at {WEIGHTS_PATH} (scripts/convert_clip_onnx.py makes it)")
+
+
+def fused_model_dir(folder: Path, *, w_cnn: float, w_clip: float, bias: float = 0.0, seed: int = 0,
+                    views: str = "center", temperature: float = 1.0) -> Path:
+    from aidetect.model.card import ModelCard
+    from aidetect.model.checkpoint import save_model_dir
+    from aidetect.model.fusion import FusionHead
+
+    rng = np.random.default_rng(seed)
+    head = FusionHead().set_from(feat_mean=np.zeros(512), feat_std=np.full(512, 0.05),
+                                 probe_w=rng.normal(size=512) * 0.02, probe_b=0.1, w_cnn=w_cnn, w_clip=w_clip, bias=bias)
+    card = ModelCard(architecture="fused_clip_cnn", input_size=224, temperature=temperature, threshold=0.5,
+                     uncertain_band=[0.3, 0.7], fusion={"cnn": "default", "clip": "clip_vit_b16", "clip_views": views})
+    return save_model_dir(head, card, folder)
+
+
+def photo(path: Path, size: tuple[int, int] = (320, 256), seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (8, 10, 3), dtype=np.uint8)
+    img = Image.fromarray(base).resize(size, Image.Resampling.BICUBIC)
+    img.save(path, quality=92)
+    return path
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    d = tmp_path_factory.mktemp("fused")
+    mini = Path(__file__).resolve().parents[1] / "data" / "cifake_mini" / "ai" / "ai_000.jpg"
+    return [photo(d / "a.jpg"), photo(d / "b.jpg", (600, 480), seed=1), mini]
+
+
+def test_fused_verdicts_carry_each_branch_and_add_up(tmp_path: Path, images: list[Path]) -> None:
+    from aidetect.inference import Detector
+
+    model = fused_model_dir(tmp_path / "m", w_cnn=0.8, w_clip=1.5, bias=-0.2, temperature=1.3)
+    det = Detector(model)
+    big, bigger, small = det.classify(images, explain=True, heatmap_dir=tmp_path / "hm")
+    for v in (big, bigger):
+        b = v.branches
+        assert v.error is None and set(b) == {"cnn", "clip"}
+        assert b["cnn"]["contribution"] == pytest.approx(0.8 * b["cnn"]["logit"], abs=1e-3)
+        assert b["clip"]["contribution"] == pytest.approx(1.5 * b["clip"]["logit"], abs=1e-3)
+        assert b["cnn"]["share"] + b["clip"]["share"] == pytest.approx(1.0, abs=1e-3)
+        fused = b["cnn"]["contribution"] + b["clip"]["contribution"] - 0.2
+        assert v.prob_ai == pytest.approx(1 / (1 + math.exp(-fused / 1.3)), abs=1e-3)
+        assert v.cam is not None and Path(v.overlay_path).is_file() and v.model_version == det.version
+    # a 32 px image: the CNN branch's small-image model alone, and the verdict says so
+    assert small.branches == {"cnn": {"logit": pytest.approx(small.branches["cnn"]["logit"]),
+                                      "contribution": pytest.approx(small.branches["cnn"]["logit"]), "share": 1.0},
+                              "clip": None}
+    assert small.scored_by != det.version and small.label in ("ai", "real")
+
+
+def test_fused_heatmap_follows_the_branch_shares(tmp_path: Path, images: list[Path]) -> None:
+    """A head that gives the CLIP branch no weight draws the CNN's heatmap; one that gives the
+    CNN none draws CLIP's, over CLIP's centre view: the rest of the picture, which only the CNN
+    looked at, weighs nothing in that decision (0, not "not seen": the CNN did look)."""
+    from aidetect.inference import Detector
+
+    cnn_only = Detector(fused_model_dir(tmp_path / "c", w_cnn=1.0, w_clip=0.0))
+    clip_only = Detector(fused_model_dir(tmp_path / "s", w_cnn=0.0, w_clip=1.0))
+    plain = Detector(SHIPPED_MODEL_DIR)
+    a = cnn_only.classify([images[1]], explain=True)[0]
+    b = clip_only.classify([images[1]], explain=True)[0]
+    ref = plain.classify([images[1]], explain=True)[0]
+    assert a.branches["cnn"]["share"] == 1.0 and b.branches["clip"]["share"] == 1.0
+    assert np.allclose(a.cam, ref.cam, atol=1e-5, equal_nan=True)
+    assert np.isfinite(b.cam).all()
+    h, w = b.cam.shape  # 600 x 480: CLIP's centre square is the middle 480 x 480 (columns 60..540)
+    left, right = int(w * 60 / 600), int(w * 540 / 600)
+    assert (b.cam[:, : left - 1] == 0).all() and (b.cam[:, right + 1 :] == 0).all()
+    assert b.cam[:, left + 1 : right - 1].max() == pytest.approx(1.0)
+    assert not np.allclose(b.cam, ref.cam, atol=0.05)
+
+
+def test_predict_json_of_a_fused_model(tmp_path: Path, images: list[Path]) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+    from result_schema import assert_results
+
+    model = fused_model_dir(tmp_path / "m", w_cnn=1.0, w_clip=1.0, views="center+crops")
+    run = subprocess.run([sys.executable, "-m", "aidetect.cli", "predict", "--json", "--model", str(model),
+                          "--heatmap", str(tmp_path / "hm"), *map(str, images)],
+                         capture_output=True, text=True, timeout=300,
+                         env={"AIDETECT_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"})
+    assert run.returncode == 0, run.stderr
+    rows = json.loads(run.stdout)
+    assert_results(rows)
+    assert [r["branches"]["clip"] is None for r in rows] == [False, False, True]
+    assert all(Path(r["overlay_path"]).is_file() for r in rows)
