@@ -95,6 +95,7 @@ def predict(
     from rich.table import Table
 
     from aidetect.inference import Detector
+    from aidetect.inference.fused import branch_summary
     from aidetect.wording import word
 
     detector = Detector(model_dir=model_dir, device=device, cam_method=cam_method)
@@ -122,6 +123,9 @@ def predict(
         partly = any(v.seen is not None and v.seen < 0.995 for v in verdicts)
         if partly:  # a large photo seen through windows: how much of it the verdict rests on
             table.add_column("seen", justify="right")
+        fused = any(v.branches for v in verdicts)
+        if fused:  # a two-branch model: each branch's share of the decision
+            table.add_column("branches")
         if heatmap_dir is not None:
             table.add_column("overlay", overflow="fold")
         table.add_column("error", overflow="fold")
@@ -132,6 +136,8 @@ def predict(
             row = [v.source, verdict, _fmt_prob(v.prob_ai), unc]
             if partly:
                 row.append("" if v.seen is None else f"{v.seen * 100:.0f} %")
+            if fused:
+                row.append(branch_summary(v.branches))
             if heatmap_dir is not None:
                 row.append(Path(v.overlay_path).name if v.overlay_path else "")
             row.append(v.error or "")
