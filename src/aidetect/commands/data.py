@@ -1,7 +1,8 @@
 """``aidetect data build-extra`` and ``aidetect data format-baseline``: build the ``extra`` training
 set from its manifest, and measure how much its file format alone gives the label away.
+``aidetect data features``: cache frozen CLIP embeddings and the CNN's logit per image.
 
-Neither imports torch (the work is Pillow, git, numpy and scikit-learn).
+The first two do not import torch (the work is Pillow, git, numpy and scikit-learn).
 """
 
 from __future__ import annotations
@@ -171,3 +172,66 @@ def format_baseline(sources: tuple[str, ...], normalise_out: Path | None, normal
             scales = np.array([r["scale"] for r in normed if r["label"] == label])
             click.echo(f"normalised {label}: {len(scales)} copies in {normalise_out}, {np.mean(scales > 1):.1%} enlarged, "
                        f"median scale {np.median(scales):.2f}")
+
+
+def _named_spec(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[tuple[str, str]]:
+    out = []
+    for v in value:
+        name, sep, spec = v.partition("=")
+        if not sep or not name or not spec:
+            raise click.BadParameter(f"{v!r}: expected NAME=SPEC (an image folder or index.csv)")
+        out.append((name, spec))
+    return out
+
+
+@data.command("features")
+@click.argument("datasets", nargs=-1, required=True, callback=_named_spec)
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Cache folder (outside the repository): CACHE/NAME/items.csv and one .npz per feature kind.")
+@click.option("--views", default="center,crops", show_default=True,
+              help="CLIP views, comma-separated: center, crops; empty for none.")
+@click.option("--cnn/--no-cnn", default=True, show_default=True, help="Also the shipped default's logit.")
+@click.option("--clip-dtype", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True,
+              help="CLIP weights' dtype (part of the cache key).")
+@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True, help="Images per step.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="torch CPU threads.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def features(datasets: list[tuple[str, str]], cache: Path, views: str, cnn: bool, clip_dtype: str, batch: int,
+             threads: int, quiet: bool) -> None:
+    """Cache frozen features per image for leave-one-source-out model selection (Detector v3):
+    CLIP ViT-B/16 embeddings (views `center`: CLIP's own resize + centre crop; `crops`: up to 4
+    native 224 px windows on the JPEG grid) and the shipped CNN's logit, keyed by the file's
+    SHA-256 (+ view + encoder hash). Pixels only. Resumable: what is cached is skipped.
+    DATASETS: NAME=SPEC, SPEC an image folder (ai/, real/) or an index.csv (build-extra).
+
+    \b
+    Example:
+      aidetect data features coco_sd=../shared/data/coco_sd extra=/work/data/extra \\
+          --cache /work/data/features --views center
+    """
+    import time
+
+    import torch
+
+    from aidetect.trainer.feature_cache import ClipFeatures, CnnLogits, cache_dataset
+
+    torch.set_num_threads(threads)
+    chosen = [v.strip() for v in views.split(",") if v.strip()]
+    clip = ClipFeatures(dtype=clip_dtype) if chosen else None
+    cnn_model = CnnLogits() if cnn else None
+    cache.mkdir(parents=True, exist_ok=True)
+    import aidetect.inference.views as views_module  # the CNN's window plan beyond 1 MP, recorded per run
+    from aidetect.trainer.feature_cache import file_sha256
+
+    views_hash = file_sha256(views_module.__file__)[:12]
+    for name, spec in datasets:
+        report = cache_dataset(name, spec, cache, views=chosen, cnn=cnn, clip=clip, cnn_model=cnn_model,
+                               batch=batch, progress=False if quiet else None)
+        click.echo(report.line() + (f"; windows per image {dict(sorted(report.crop_counts.items()))}"
+                                    if report.crop_counts else ""))
+        with (cache / "runs.jsonl").open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "dataset": name, "spec": spec,
+                                 "views": chosen, "cnn": cnn, "threads": threads, "files": report.files,
+                                 "computed": report.computed, "crop_counts": report.crop_counts,
+                                 "views_py_sha256": views_hash,
+                                 "seconds": {k: round(v, 1) for k, v in report.seconds.items()}}) + "\n")
