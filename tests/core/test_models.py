@@ -28,7 +28,33 @@ VARIANTS = [("npr_resnet", {"multiscale": True}), ("npr_resnet", {"dct_stats": 1
             ("npr_resnet", {"multiscale": True, "dct_stats": 16})]
 
 
-@pytest.mark.parametrize(("name", "kwargs"), [(n, {}) for n in list_models()] + VARIANTS,
+# image networks (pixels -> 2 logits); the fusion head of a fused model takes branch outputs, its own test below
+IMAGE_NETWORKS = [n for n in list_models() if n != "fused_clip_cnn"]
+
+
+def test_fusion_head_contract(tmp_path: Path) -> None:
+    """The fusion head: fused logit = w_cnn * cnn + w_clip * probe(clip) + bias, contributions per
+    branch, shares that sum to 1, and a safetensors + card round trip."""
+    import numpy as np
+
+    from aidetect.model.fusion import ARCHITECTURE, FusionHead, shares
+
+    rng = np.random.default_rng(0)
+    head = create_model(ARCHITECTURE).set_from(feat_mean=rng.normal(size=512) * 0.01, feat_std=np.full(512, 0.04),
+                                               probe_w=rng.normal(size=512) * 0.1, probe_b=0.3, w_cnn=0.6,
+                                               w_clip=0.2, bias=0.5)
+    assert isinstance(head, FusionHead)
+    cnn, emb = torch.tensor([2.0, -1.0]), torch.randn(2, 512)
+    clip = head.clip_logit(emb)
+    torch.testing.assert_close(head(cnn, clip), 0.6 * cnn + 0.2 * clip + 0.5)
+    c = head.contributions(cnn, clip).detach().numpy()
+    assert np.allclose(shares(c).sum(-1), 1.0) and np.allclose(shares(np.zeros((1, 2))), 0.5)
+    save_model_dir(head, ModelCard(architecture=ARCHITECTURE, input_size=224), tmp_path / "h")
+    loaded, _ = load_model_dir(tmp_path / "h")
+    torch.testing.assert_close(loaded(cnn, loaded.clip_logit(emb)), head(cnn, clip))
+
+
+@pytest.mark.parametrize(("name", "kwargs"), [(n, {}) for n in IMAGE_NETWORKS] + VARIANTS,
                          ids=lambda v: v if isinstance(v, str) else ",".join(v) or "-")
 def test_model_contract(name: str, kwargs: dict, tmp_path: Path) -> None:
     torch.manual_seed(0)

@@ -109,14 +109,16 @@ class FusedScorer:
         t1 = time.perf_counter()
         if with_clip:
             views = [clip_views[k] for k in with_clip]
-            logits, _ = self.clip.score(views)
-            clip_logit[with_clip] = logits
-            if explain:  # the class each image's heatmap explains: from the fused verdict
-                fused_now = self._fuse(cnn_logit[with_clip], logits)
+
+            def explained(clip_now: np.ndarray) -> np.ndarray:
+                """The class each image's heatmap explains: from the fused verdict of this forward."""
+                fused_now = self._fuse(cnn_logit[with_clip], clip_now)
                 ai = np.array([self.card.verdict(p)[0] == "ai" for p in self._probs(fused_now)])
-                cls = (ai if target == "predicted" else ~ai).astype(int)
-                _, cams = self.clip.score(views, explain=True, classes=cls)
-                assert cams is not None
+                return (ai if target == "predicted" else ~ai).astype(int)
+
+            logits, cams = self.clip.score(views, explain=explain, choose=explained)
+            clip_logit[with_clip] = logits
+            if cams is not None:
                 clip_cams = {k: c for k, c in zip(with_clip, cams, strict=True)}
         clip_s = (time.perf_counter() - t1) / max(1, len(with_clip))
         out_dir = Path(heatmap_dir) if heatmap_dir is not None else None

@@ -12,6 +12,7 @@ Views (the card's ``fusion.clip_views``):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,22 +103,31 @@ class ClipBranch:
         return clip_views(img, self.rule)
 
     def score(self, views: list[ClipViews], explain: bool = False,
-              classes: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray] | None]:
+              choose: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, list[np.ndarray] | None]:
         """Per image: the probe's logit (mean over its views); with ``explain`` also per image the
-        raw CAMs of its views (k, 14, 14) for the class ``classes[i]`` (1 = ai, 0 = real)."""
+        raw CAMs of its views (k, 14, 14), from the same forward, for the class that
+        ``choose(per-image probe logits)`` gives each image (1 = ai, 0 = real; default: ai)."""
         batch = torch.cat([v.pixels for v in views]).to(self.device)
         owner = np.concatenate([np.full(len(v.pixels), i) for i, v in enumerate(views)])
+        counts = np.bincount(owner, minlength=len(views))
+
+        def per_image(per_view: np.ndarray) -> np.ndarray:
+            return np.bincount(owner, weights=per_view, minlength=len(views)) / counts
+
         autocast = torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
         with autocast:
             if explain:
-                cls = np.zeros(len(views), int) if classes is None else np.asarray(classes, int)
-                res = batched_cam(self.net, self.encoder.cam_layer, batch, lambda _logits: cls[owner],
-                                  self.cam_method, reshape_transform=vit_tokens_to_map)
+                def classes(logits: torch.Tensor) -> np.ndarray:
+                    s = per_image((logits[:, 1] * 2).float().cpu().numpy().astype(np.float64))
+                    cls = np.ones(len(views), int) if choose is None else np.asarray(choose(s), int)
+                    return cls[owner]
+
+                res = batched_cam(self.net, self.encoder.cam_layer, batch, classes, self.cam_method,
+                                  reshape_transform=vit_tokens_to_map)
                 per_view = (res.logits[:, 1] * 2).float().cpu().numpy()
                 cams: list[np.ndarray] | None = [res.cams[owner == i] for i in range(len(views))]
             else:
                 with torch.inference_mode():
                     per_view = (self.net(batch)[:, 1] * 2).float().cpu().numpy()
                 cams = None
-        logits = np.array([per_view[owner == i].mean() for i in range(len(views))], np.float64)
-        return logits, cams
+        return per_image(per_view.astype(np.float64)), cams

@@ -1,0 +1,50 @@
+#!/usr/bin/env python
+"""Detector v3: fit the fusion head on cached features and write the fused model directory.
+
+    # 1. features (frozen CLIP centre view + the v2 CNN's logit), resumable; docs/detector-v3.md
+    .venv/bin/aidetect data features coco_sd=../shared/data/coco_sd forrealscan=../shared/data/forrealscan \\
+        camera=../shared/data/camera extra=/work/data/extra --cache /work/data/features --views center
+    # 2. the head (leave-one-source-out calibration), a few minutes on 2 cores
+    .venv/bin/python scripts/train_v3.py --cache /work/data/features --out runs/v3
+
+Prints the leave-one-source-out table (AUC, recall, FPR, confidently wrong, uncertain per left-out
+source; and the CNN branch alone, calibrated the same way) that the card's ``metrics`` keep too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from aidetect.trainer.fusion_fit import fit_fused_model, summary_line
+
+DATASETS = ["coco_sd", "forrealscan", "camera", "extra"]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cache", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--datasets", default=",".join(DATASETS))
+    ap.add_argument("--view", default="center", choices=("center", "crops"))
+    ap.add_argument("--C", type=float, default=0.5, help="the probe's inverse L2 strength")
+    ap.add_argument("--cnn", default="default", help="the CNN branch: a shipped model's name (or a folder)")
+    args = ap.parse_args()
+    if not args.cache.is_dir():
+        print(f"error: {args.cache}: no feature cache (aidetect data features)", file=sys.stderr)
+        return 2
+    report = fit_fused_model(args.cache, args.datasets.split(","), args.out, view=args.view, C=args.C,
+                             cnn=args.cnn, progress=lambda name: print(f"  left out: {name}", file=sys.stderr))
+    print("| left-out source | v3: AUC | recall | FPR | confidently wrong | uncertain "
+          "| CNN alone: AUC | recall | FPR | confidently wrong | uncertain |")
+    print("| --- |" + " ---: |" * 10)
+    for name, m in report["leave_one_source_out"].items():
+        print(f"| {name} | {summary_line(m)} | {summary_line(report['cnn_alone'][name])} |")
+    print(report["weights"], report["calibration"], f"{report['fit_seconds']} s")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

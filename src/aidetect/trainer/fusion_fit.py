@@ -1,0 +1,189 @@
+"""Fit the fusion head of Detector v3 (:mod:`aidetect.model.fusion`) on cached features
+(:mod:`aidetect.trainer.feature_cache`) and write a fused model directory.
+
+1. The probe: an L2-penalised logistic regression on the standardised, L2-normalised CLIP
+   embeddings of every training image (class- and source-balanced weights: each class weighs
+   half, each source the same within its class).
+2. The fusion weights: a logistic regression on [the CNN's calibrated log-odds, the probe's
+   *out-of-fold* logit] (stratified group k-fold: a group never on both sides).
+3. The calibration (threshold, temperature, uncertain band) on **left-out** scores: for every
+   source, steps 1-2 are refitted without it (and without any row sharing a group with it) and
+   its rows scored; the pooled left-out scores fit the threshold (balanced accuracy), the
+   temperature (log-loss) and the narrowest band that keeps confidently wrong at or under 5 %
+   (:func:`aidetect.trainer.loso.calibrate`). The same left-out scores give the model card's
+   leave-one-source-out table.
+
+The frozen CLIP encoder and the CNN branch are not touched: retraining rewrites the head's 517
+numbers only. Core only (numpy, scikit-learn, torch for the head).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aidetect.trainer.feature_cache import load_features
+from aidetect.trainer.loso import (
+    balanced_weights,
+    calibrate,
+    group_folds,
+    source_units,
+    unit_metrics,
+)
+
+
+@dataclass
+class Pooled:
+    """Rows of every data set: labels (1 = ai), groups, sources, CLIP embeddings, CNN log-odds."""
+
+    y: np.ndarray
+    groups: np.ndarray
+    sources: np.ndarray
+    clip: np.ndarray
+    cnn: np.ndarray
+    generators: np.ndarray
+    v2_split: np.ndarray  # shared sets: the split the v2 CNN was trained with ("" elsewhere)
+
+
+def pool(cache: Path, names: list[str], view: str, cnn_temperature: float) -> Pooled:
+    """Rows of the cached data sets ``names`` (CLIP view ``view``); the cache's CNN score
+    ``T * log-odds`` becomes the log-odds of the CNN's calibrated probability (what inference
+    feeds the head)."""
+    ys, gs, ss, es, cs, gens, splits = [], [], [], [], [], [], []
+    for name in names:
+        items, feats = load_features(cache, name, kinds=(f"clip-{view}", "cnn"), optional=False)
+        ys.append(np.array([r["label"] == "ai" for r in items], int))
+        gs.append(np.array([f"{name}|{r['group']}" for r in items]))
+        ss.append(np.array([r.get("source") or name for r in items]))
+        gens.append(np.array([r.get("generator") or "" for r in items]))
+        splits.append(np.array([r.get("v2_split") or "" for r in items]))
+        es.append(feats[f"clip-{view}"])
+        cs.append(feats["cnn"] / cnn_temperature)
+    e = np.concatenate(es).astype(np.float64)
+    e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    return Pooled(np.concatenate(ys), np.concatenate(gs), np.concatenate(ss), e, np.concatenate(cs),
+                  np.concatenate(gens), np.concatenate(splits))
+
+
+@dataclass
+class HeadFit:
+    feat_mean: np.ndarray
+    feat_std: np.ndarray
+    probe_w: np.ndarray
+    probe_b: float
+    w_cnn: float
+    w_clip: float
+    bias: float
+
+    def score(self, clip: np.ndarray, cnn: np.ndarray) -> np.ndarray:
+        s = ((clip - self.feat_mean) / self.feat_std) @ self.probe_w + self.probe_b
+        return self.w_cnn * cnn + self.w_clip * s + self.bias
+
+
+def _probe(clip: np.ndarray, y: np.ndarray, w: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    from sklearn.linear_model import LogisticRegression
+
+    mean = np.average(clip, axis=0, weights=w)
+    std = np.sqrt(np.average((clip - mean) ** 2, axis=0, weights=w)) + 1e-8
+    clf = LogisticRegression(C=C, max_iter=3000, tol=1e-5).fit((clip - mean) / std, y, sample_weight=w)
+    return mean, std, clf.coef_[0].astype(np.float64), float(clf.intercept_[0])
+
+
+def fit_head(d: Pooled, rows: np.ndarray, C: float = 0.5, folds: int = 5, seed: int = 0,
+             oof: str = "source") -> HeadFit:
+    """Steps 1-2 of the module doc on ``rows`` (bool mask). ``oof``: the probe logits the fusion
+    weights are fitted on come from a probe that did not see the row's ``source`` (the default:
+    the weights then say how far each branch carries to a source it has not seen; in-source
+    folds made the probe look surer than it is across sources and it outvoted the CNN where it
+    is blind, e.g. photoreal renders) or only not its ``group`` (stratified group k-fold)."""
+    from sklearn.linear_model import LogisticRegression
+
+    idx = np.flatnonzero(rows)
+    y, w = d.y[idx], balanced_weights(d.y[idx], d.sources[idx])
+    if oof == "source":
+        names = sorted(set(d.sources[idx].tolist()))
+        fold = np.array([names.index(s) for s in d.sources[idx].tolist()])
+    else:
+        fold = group_folds(y, d.groups[idx], k=folds, seed=seed)
+    logits = np.zeros(len(idx))
+    for f in np.unique(fold):
+        tr, te = fold != f, fold == f
+        mean, std, pw, pb = _probe(d.clip[idx][tr], y[tr], w[tr], C)
+        logits[te] = ((d.clip[idx][te] - mean) / std) @ pw + pb
+    fuse = LogisticRegression(C=1e4, max_iter=2000).fit(np.stack([d.cnn[idx], logits], 1), y, sample_weight=w)
+    mean, std, pw, pb = _probe(d.clip[idx], y, w, C)
+    return HeadFit(mean, std, pw, pb, float(fuse.coef_[0, 0]), float(fuse.coef_[0, 1]), float(fuse.intercept_[0]))
+
+
+def leave_one_source_out(d: Pooled, C: float = 0.5, folds: int = 3, oof: str = "source",
+                         progress: Any = None) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
+    """Each row's fused score from a head fitted without its source (and its groups); the units."""
+    units = source_units(d.sources, d.groups)
+    scores = np.full(len(d.y), np.nan)
+    for u in units:
+        head = fit_head(d, ~u.exclude, C=C, folds=folds, oof=oof)
+        scores[u.test] = head.score(d.clip[u.test], d.cnn[u.test])
+        if progress is not None:
+            progress(u.name)
+    return scores, [(u.name, u.test) for u in units]
+
+
+def fit_fused_model(cache: Path, names: list[str], out_dir: Path, *, view: str = "center", C: float = 0.5,
+                    cnn: str = "default", clip: str = "clip_vit_b16", cnn_dir: Path | None = None,
+                    progress: Any = None) -> dict[str, Any]:
+    """The whole recipe: pooled rows, left-out scores and calibration, the final head on every
+    row, the model directory. Returns the report (also in the card's ``metrics``)."""
+    import torch
+
+    from aidetect.config import SHIPPED_MODEL_DIR
+    from aidetect.model.card import ModelCard
+    from aidetect.model.checkpoint import save_model_dir
+    from aidetect.model.fusion import ARCHITECTURE, FusionHead
+
+    t0 = time.time()
+    cnn_card = ModelCard.load(cnn_dir or (SHIPPED_MODEL_DIR.parent / cnn))
+    d = pool(cache, names, view, float(cnn_card.temperature or 1.0))
+    s_loso, units = leave_one_source_out(d, C=C, progress=progress)
+    w_all = balanced_weights(d.y, d.sources)
+    cal = calibrate(s_loso, d.y, w_all)
+    cal_cnn = calibrate(d.cnn, d.y, w_all)  # the CNN branch alone, calibrated the same way
+    units = units + [(f"{src} [v2 test rows]", (d.sources == src) & (d.v2_split == "test"))
+                     for src in sorted(set(d.sources[d.v2_split != ""].tolist()))]
+    per_unit = {name: unit_metrics(s_loso[m], d.y[m], cal) for name, m in units}
+    per_unit_cnn = {name: unit_metrics(d.cnn[m], d.y[m], cal_cnn) for name, m in units}
+    head = fit_head(d, np.ones(len(d.y), bool), C=C)
+    module = FusionHead().set_from(feat_mean=head.feat_mean, feat_std=head.feat_std, probe_w=head.probe_w,
+                                   probe_b=head.probe_b, w_cnn=head.w_cnn, w_clip=head.w_clip,
+                                   bias=head.bias - cal.threshold)
+    lo, hi = cal.p_band
+    report = {
+        "rows": int(len(d.y)), "ai": int(d.y.sum()), "sources": sorted(set(d.sources.tolist())),
+        "weights": {"w_cnn": head.w_cnn, "w_clip": head.w_clip, "bias": head.bias - cal.threshold},
+        "calibration": {"threshold_logit": cal.threshold, "temperature": cal.temperature, "band_margin": cal.band,
+                        "loso_confidently_wrong": cal.oof_cw, "loso_uncertain": cal.oof_uncertain},
+        "leave_one_source_out": per_unit, "cnn_alone": per_unit_cnn,
+        "cnn_alone_calibration": {"loso_confidently_wrong": cal_cnn.oof_cw, "loso_uncertain": cal_cnn.oof_uncertain},
+        "fit_seconds": round(time.time() - t0, 1),
+    }
+    card = ModelCard(
+        architecture=ARCHITECTURE, input_size=cnn_card.input_size, temperature=round(cal.temperature, 6),
+        threshold=0.5, uncertain_band=[round(lo, 4), round(hi, 4)],
+        fusion={"cnn": cnn, "clip": clip, "clip_views": view, "clip_min_side": int(cnn_card.domain.get("min_side", 0))},
+        data={"cache": str(cache), "datasets": names, "view": view, "C": C},
+        metrics=report, training={"recipe": "aidetect.trainer.fusion_fit", "seconds": report["fit_seconds"],
+                                  "torch": torch.__version__},
+    )
+    save_model_dir(module, card, out_dir)
+    return report
+
+
+def summary_line(metrics: dict[str, float]) -> str:
+    def f(x: float) -> str:
+        return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+    return " | ".join(f(metrics[k]) for k in ("auc", "recall_ai", "fpr_real", "confidently_wrong", "uncertain"))
