@@ -321,21 +321,12 @@ class Detector:
         plans: list[ViewPlan] = []
         for i, item in enumerate(items):
             v = verdicts[i]
-            t0 = time.perf_counter()
-            try:
-                img, sha, fmt, data = decode_item(item, v.source)
-            except ImageLoadError as exc:
-                v.error = str(exc)
-                v.timings["decode"] = time.perf_counter() - t0
+            img = self.open_item(item, v)
+            if img is None:
                 continue
             t1 = time.perf_counter()
-            v.sha256, v.format, (v.width, v.height) = sha, fmt, img.size
-            v.timings["decode"] = t1 - t0
-            if self.read_provenance and data is not None:
-                v.evidence = read_provenance(data, fmt, self.trust_anchors)
-                t1 = time.perf_counter()
-                v.timings["provenance"] = t1 - t0 - v.timings["decode"]
-            del data
+            sha, fmt = v.sha256, v.format
+            assert sha is not None
             if self.small is not None and min(img.size) < self.min_side:
                 routed.append((i, img))
                 continue
@@ -359,6 +350,25 @@ class Detector:
             v.tiles = own.shape[0]
             v.timings["preprocess"] = time.perf_counter() - t1
         return Prepared(verdicts, decoded, plans, views, routed, flats if self.ood is not None else None)
+
+    def open_item(self, item: ImageInput, v: Verdict) -> Image.Image | None:
+        """Decode one input for verdict ``v`` (its hash, format, size, timings; its provenance
+        evidence, read from the same bytes, when this Detector reads provenance); None with
+        ``v.error`` set when it does not decode."""
+        t0 = time.perf_counter()
+        try:
+            img, sha, fmt, data = decode_item(item, v.source)
+        except ImageLoadError as exc:
+            v.error = str(exc)
+            v.timings["decode"] = time.perf_counter() - t0
+            return None
+        t1 = time.perf_counter()
+        v.sha256, v.format, (v.width, v.height) = sha, fmt, img.size
+        v.timings["decode"] = t1 - t0
+        if self.read_provenance and data is not None:
+            v.evidence = read_provenance(data, fmt, self.trust_anchors)
+            v.timings["provenance"] = time.perf_counter() - t1
+        return img
 
     def plan(self, width: int, height: int) -> ViewPlan:
         """What this model sees of an image of ``width`` x ``height`` (:func:`plan_views`)."""

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from aidetect.errors import ImageLoadError, ModelLoadError
-from aidetect.inference.decoding import Decoded, ImageInput, decode_item, source_name
+from aidetect.errors import ModelLoadError
+from aidetect.inference.decoding import Decoded, ImageInput, source_name
 from aidetect.inference.semantic import ClipBranch, ClipViews
-from aidetect.inference.verdict import Verdict, read_provenance
+from aidetect.inference.verdict import Verdict
 from aidetect.inference.views import stitch
 from aidetect.model.card import CARD_FILE, ModelCard
 from aidetect.model.fusion import FusionHead, shares
@@ -80,21 +80,13 @@ class FusedScorer:
         images, decoded, clip_views = [], [], []
         for i, item in enumerate(items):
             v = verdicts[i]
-            t0 = time.perf_counter()
-            try:
-                img, sha, fmt, data = decode_item(item, v.source)
-            except ImageLoadError as exc:
-                v.error = str(exc)
+            img = owner.open_item(item, v)
+            if img is None:
                 continue
-            v.sha256, v.format, (v.width, v.height) = sha, fmt, img.size
-            if owner.read_provenance and data is not None:
-                v.evidence = read_provenance(data, fmt, owner.trust_anchors)
-            del data
-            v.timings["decode"] = time.perf_counter() - t0
             semantic = min(img.size) >= self.clip_min_side
             clip_views.append(self.clip.views(img) if semantic else None)
             base = owner._overlay_base(img) if heatmap_dir is not None else None
-            decoded.append(Decoded(i, img.width, img.height, base, sha, fmt))
+            decoded.append(Decoded(i, img.width, img.height, base, v.sha256 or "", v.format))
             images.append(img)
         if not images:
             return verdicts

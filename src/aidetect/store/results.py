@@ -406,24 +406,16 @@ def _as_dt(v: Any) -> datetime | None:
         return None
 
 
-def _as_list(v: Any) -> list[dict[str, Any]] | None:
-    if v is None or isinstance(v, list):
+def _as_json(v: Any, kind: type) -> Any:
+    """A JSON column's value as ``kind`` (list or dict), also when a UNION on SQLite hands back its
+    raw text; None when it is neither."""
+    if v is None or isinstance(v, kind):
         return v
-    try:  # raw JSON text from a UNION on SQLite
+    try:
         got = json.loads(v)
     except (TypeError, ValueError):
         return None
-    return got if isinstance(got, list) else None
-
-
-def _as_dict(v: Any) -> dict[str, Any] | None:
-    if v is None or isinstance(v, dict):
-        return v
-    try:  # raw JSON text from a UNION on SQLite
-        got = json.loads(v)
-    except (TypeError, ValueError):
-        return None
-    return got if isinstance(got, dict) else None
+    return got if isinstance(got, kind) else None
 
 
 def _row(m: Any, view: str) -> ResultRow:
@@ -438,10 +430,10 @@ def _row(m: Any, view: str) -> ResultRow:
         uncertain_reason=m["uncertain_reason"] if scored else None,
         ood_score=m["ood_score"] if scored else None,
         model_version=m["model_version"], scored_by=m["scored_by"], error=m["error"],
-        evidence=_as_list(m["evidence"]),
+        evidence=_as_json(m["evidence"], list),
         time=_as_dt(m["time"]), first_seen=_as_dt(m["first_seen"]), size=m["size"], width=m["width"],
         height=m["height"], format=m["format"], cam_path=m["cam_path"], overlay_path=m["overlay_path"],
-        heatmap_error=m["heatmap_error"], branches=_as_dict(m["branches"]) if scored else None,
+        heatmap_error=m["heatmap_error"], branches=_as_json(m["branches"], dict) if scored else None,
     )
 
 
