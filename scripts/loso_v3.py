@@ -3,11 +3,13 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/loso_v3.py --cache /work/data/features --out reports/v3-loso
     ... --runs main          # only the main run (train raw, score raw + normalised copies)
-    ... --runs main,norm,resize,weights,sweep
+    ... --runs augment,weights,sweep
 
 Runs: ``main`` (train on raw extra, score the left-out unit raw and normalised), ``norm`` (train
 on the crop-normalised extra copies, score raw and normalised), ``resize`` (the same with the
-resize-normalised copies, CLIP centre view and CNN only), ``weights`` (class + source balanced
+resize-normalised copies, CLIP centre view and CNN only), ``augment`` (train on the raw extra
+files and their crop-normalised copies together; a fusion gated by the CNN's out-of-distribution
+score), ``weights`` (class + source balanced
 weights), ``sweep`` (the probe's C). Writes CSV + markdown per run under --out and prints the
 summaries. See docs/detector-v3.md.
 """
@@ -40,7 +42,7 @@ from aidetect.trainer.loso import (
 SHARED = ("coco_sd", "forrealscan", "camera")
 EXTRA = "extra"
 NORMALISED = {"norm": "extra_norm_crop", "resize": "extra_norm_resize"}
-KINDS = ("clip-center", "clip-crops", "cnn")
+KINDS = ("clip-center", "clip-crops", "cnn", "cnn-ood")
 SHORT = {
     "EliSchwartz/imagenet-sample-images": "imagenet (real)",
     "TeenBiscuits/RealOrAI": "RealOrAI (nano-banana-pro / unsplash)",
@@ -73,6 +75,8 @@ def load_data(cache: Path) -> tuple[Data, dict[str, np.ndarray]]:
             raw[k].append(feats.get(k))
     features: dict[str, dict[str, np.ndarray]] = {"raw": {k: np.concatenate(v) for k, v in raw.items()
                                                           if all(a is not None for a in v)}}
+    if "cnn-ood" in features["raw"]:  # Mahalanobis distances: their log as the gate
+        features["raw"]["cnn-ood"] = np.log(features["raw"]["cnn-ood"])
     extra_rows = np.array([r["dataset"] == EXTRA for r in items])
     if not extra_rows.any():
         NORMALISED.clear()
@@ -89,7 +93,7 @@ def load_data(cache: Path) -> tuple[Data, dict[str, np.ndarray]]:
             if k not in features["raw"]:
                 continue
             full = features["raw"][k].copy()
-            full[where] = a
+            full[where] = np.log(a) if k == "cnn-ood" else a
             features[variant][k] = full
     y = np.array([r["label"] == "ai" for r in items], dtype=np.int64)
     meta = {
@@ -254,6 +258,12 @@ def main(argv: list[str] | None = None) -> int:
             specs = [s for s in specs if all(k in data.features[run] for k in s.inputs)
                      and (s.base is None or any(b.name == s.base for b in specs))]
             rows = run_loso(data, units, specs, run, ["raw", run], subsets=subsets)
+        elif run == "augment":  # train on the raw extra files and their normalised copies together
+            specs = [Spec("clip_center", ("clip-center",)), Spec("cnn", ("cnn",), kind="score"),
+                     Spec("fusion_center", ("cnn",), kind="fusion", base="clip_center"),
+                     Spec("fusion_center_honest", ("cnn",), kind="fusion", base="clip_center", honest=True),
+                     Spec("fusion_center_gated", ("cnn",), kind="fusion", base="clip_center", gate="cnn-ood")]
+            rows = run_loso(data, units, specs, "raw+norm", ["raw", "norm"], subsets=subsets)
         elif run == "weights":
             specs = [s for s in specs_for(data.features["raw"], mlp=False)
                      if s.name in ("clip_center", "clip_concat", "cnn", "fusion_center", "fusion_concat")]

@@ -34,8 +34,9 @@ def _data(seed: int = 0) -> Data:
     emb = rng.normal(size=(len(y), 16))
     emb[:, 0] += 2.5 * (2 * y - 1)
     cnn = 1.5 * (2 * y - 1) + rng.normal(scale=1.5, size=len(y))
-    feats = {"clip-center": emb, "cnn": cnn}
-    shifted = {"clip-center": emb + 0.1, "cnn": cnn}
+    ood = rng.normal(3.0, 0.3, size=len(y))
+    feats = {"clip-center": emb, "cnn": cnn, "cnn-ood": ood}
+    shifted = {"clip-center": emb + 0.1, "cnn": cnn, "cnn-ood": ood}
     return Data(y=y, groups=np.array(grp), sources=np.array(src), features={"raw": feats, "norm": shifted},
                 in_sample=np.array(src) == "a")
 
@@ -65,6 +66,17 @@ def test_loso_rows_and_metrics() -> None:
     assert s["recall_ai_worst"] <= s["recall_ai_mean"]
     lo = band_for_target([r for r in rows if r["classifier"] == "clip" and r["score_on"] == "raw"], 0.05)
     assert lo["confidently_wrong"] <= 0.05 + 1e-9 and 0.0 <= lo["uncertain"] <= 1.0
+
+
+def test_augmented_training_and_gated_fusion() -> None:
+    data = _data(1)
+    units = source_units(data.sources, data.groups)
+    specs = [Spec("clip", ("clip-center",)), Spec("gated", ("cnn",), kind="fusion", base="clip", gate="cnn-ood")]
+    rows = run_loso(data, units, specs, "raw+norm", ["raw", "norm"], folds=3, progress=False)
+    assert len(rows) == len(units) * len(specs) * 2
+    assert {r["train_on"] for r in rows} == {"raw+norm"}
+    gated_a = next(r for r in rows if r["unit"] == "a" and r["classifier"] == "gated" and r["score_on"] == "raw")
+    assert gated_a["auc"] > 0.9
 
 
 def test_unit_excludes_shared_groups() -> None:

@@ -385,16 +385,18 @@ def find_feature_file(folder: Path, prefix: str) -> Path:
 def load_features(cache: Path, name: str, kinds: Iterable[str] = ("clip-center", "clip-crops", "cnn"),
                   optional: bool = True) -> tuple[list[dict], dict[str, np.ndarray]]:
     """Items of ``cache/name`` and, per kind, its features in item order: ``clip-center``
-    (n, 512), ``clip-crops`` (n, 512, the mean of the windows), ``cnn`` (n,). With
-    ``optional``, a kind not cached for every item is left out instead of raising."""
+    (n, 512), ``clip-crops`` (n, 512, the mean of the windows), ``cnn`` (n,: the logit),
+    ``cnn-ood`` (n,: the CNN's out-of-distribution score). With ``optional``, a kind not
+    cached for every item is left out instead of raising."""
     folder = cache / name
     items = read_items(folder)
     shas = [r["sha256"] for r in items]
     out: dict[str, np.ndarray] = {}
+    columns = {"cnn": ("cnn", "logit"), "cnn-ood": ("cnn", "ood")}
     for kind in kinds:
-        column = "logit" if kind == "cnn" else "emb"
+        prefix, column = columns.get(kind, (kind, "emb"))
         try:
-            out[kind] = FeatureFile.open(find_feature_file(folder, kind)).lookup(shas, column)
+            out[kind] = FeatureFile.open(find_feature_file(folder, prefix)).lookup(shas, column)
         except (ValueError, KeyError):
             if not optional:
                 raise

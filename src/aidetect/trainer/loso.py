@@ -93,7 +93,7 @@ class Spec:
     ``C``), ``mlp`` (one hidden layer), ``fusion`` (a logistic on the out-of-fold logit of
     ``base`` and the scalar ``inputs``), ``score`` (the single scalar input, calibrated only).
     ``honest``: the fusion weights and the calibration skip rows flagged ``in_sample`` (rows
-    a frozen input was trained on)."""
+    a frozen input was trained on). ``gate``: see :func:`_fusion_columns`."""
 
     name: str
     inputs: tuple[str, ...]
@@ -102,6 +102,7 @@ class Spec:
     base: str | None = None
     honest: bool = False
     hidden: int = 256
+    gate: str | None = None  # fusion only: a scalar that may modulate each branch's weight
 
 
 class _Model:
@@ -303,28 +304,41 @@ class Scored:
 def evaluate_unit(data: Data, unit: Unit, specs: Sequence[Spec], train_variant: str,
                   score_variants: Sequence[str], *, folds: int = 5, seed: int = 0, weights: str = "class",
                   cw_target: float = CW_TARGET) -> dict[str, Scored]:
-    """Every spec (bases before the fusions that read them) for one left-out unit."""
+    """Every spec (bases before the fusions that read them) for one left-out unit.
+    ``train_variant`` may join variants with ``+`` (``raw+norm``): every training row then
+    appears once per variant (its copies in one fold), as augmentation."""
     train = np.flatnonzero(~unit.exclude)
     test = np.flatnonzero(unit.test)
-    y_tr = data.y[train]
-    w_tr = balanced_weights(y_tr, data.sources[train] if weights == "class+source" else None)
-    fold = group_folds(y_tr, data.groups[train], folds, seed)
-    feats = data.features[train_variant]
-    honest_rows = ~data.in_sample[train] if data.in_sample is not None else np.ones(len(train), bool)
+    tv = train_variant.split("+")
+    k = len(tv)
+    y_tr = np.tile(data.y[train], k)
+    w_tr = np.tile(balanced_weights(data.y[train], data.sources[train] if weights == "class+source" else None), k)
+    fold = np.tile(group_folds(data.y[train], data.groups[train], folds, seed), k)
+    honest_rows = np.tile(~data.in_sample[train] if data.in_sample is not None else np.ones(len(train), bool), k)
+
+    def train_design(inputs: Iterable[str]) -> np.ndarray:
+        return np.vstack([design(data.features[v], inputs, train) for v in tv])
+
     out: dict[str, Scored] = {}
     for spec in specs:
+        # a scoring variant without one of the inputs (e.g. no crops of the normalised copies) is skipped
+        extra_inputs = (*spec.inputs, *((spec.gate,) if spec.gate else ()))
+        variants = [v for v in score_variants if all(i in data.features[v] for i in extra_inputs)]
         if spec.kind == "fusion":
             base = out[spec.base]  # type: ignore[index]
-            X_tr = np.column_stack([base.oof, design(feats, spec.inputs, train)])
-            X_te = {v: np.column_stack([base.test_scores[v], design(data.features[v], spec.inputs, test)])
-                    for v in score_variants}
+            variants = [v for v in variants if v in base.test_scores]
+            X_tr = _fusion_columns(base.oof, train_design(spec.inputs),
+                                   train_design((spec.gate,)) if spec.gate else None)
+            X_te = {v: _fusion_columns(base.test_scores[v], design(data.features[v], spec.inputs, test),
+                                       design(data.features[v], (spec.gate,), test) if spec.gate else None)
+                    for v in variants}
         else:
-            X_tr = design(feats, spec.inputs, train)
-            X_te = {v: design(data.features[v], spec.inputs, test) for v in score_variants}
-        use = honest_rows if spec.honest else np.ones(len(train), bool)
+            X_tr = train_design(spec.inputs)
+            X_te = {v: design(data.features[v], spec.inputs, test) for v in variants}
+        use = honest_rows if spec.honest else np.ones(len(y_tr), bool)
         if len(np.unique(y_tr[use])) < 2:  # too few honest rows: every training row
-            use = np.ones(len(train), bool)
-        oof = np.full(len(train), np.nan)
+            use = np.ones(len(y_tr), bool)
+        oof = np.full(len(y_tr), np.nan)
         for f in range(fold.max() + 1):
             fit_rows, pred_rows = (fold != f) & use, fold == f
             if len(np.unique(y_tr[fit_rows])) < 2:
@@ -335,6 +349,15 @@ def evaluate_unit(data: Data, unit: Unit, specs: Sequence[Spec], train_variant: 
         cal = calibrate(oof[ok], y_tr[ok], w_tr[ok], cw_target)
         out[spec.name] = Scored(unit.name, cal, {v: model.score(X) for v, X in X_te.items()}, oof, train)
     return out
+
+
+def _fusion_columns(base: np.ndarray, others: np.ndarray, gate: np.ndarray | None) -> np.ndarray:
+    """[base logit, other scores] and, with a gate g, [g, base * g, other * g] (the weight of
+    each branch may then depend on g, e.g. how far the image is from the CNN's training data)."""
+    cols = np.column_stack([base, others])
+    if gate is None:
+        return cols
+    return np.column_stack([cols, gate, cols * gate])
 
 
 def run_loso(data: Data, units: Sequence[Unit], specs: Sequence[Spec], train_variant: str,
@@ -354,7 +377,7 @@ def run_loso(data: Data, units: Sequence[Unit], specs: Sequence[Spec], train_var
             parts.update({k: m[test] for k, m in subsets(unit).items() if m[test].any()})
         for spec in specs:
             sc = scored[spec.name]
-            for v in score_variants:
+            for v in (v for v in score_variants if v in sc.test_scores):
                 for part, mask in parts.items():
                     s, y = sc.test_scores[v][mask], data.y[test][mask]
                     rows.append({"unit": part, "kind": unit.kind if part == unit.name else "subset",
