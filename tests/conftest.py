@@ -32,6 +32,6 @@ def aidetect_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("AIDETECT_HOME", str(home))
-    for var in ("AIDETECT_DATABASE_URL", "AIDETECT_BROKER_URL", "AIDETECT_INBOX", "AIDETECT_CONFIG"):
+    for var in ("AIDETECT_DATABASE_URL", "AIDETECT_BROKER_URL", "AIDETECT_INBOX", "AIDETECT_CONFIG", "AIDETECT_BLOBS"):
         monkeypatch.delenv(var, raising=False)
     return home

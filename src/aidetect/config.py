@@ -56,6 +56,11 @@ class Settings:
     watch_polling: bool = False
     watch_debounce_s: float = 0.3
     task_batch_size: int = 16
+    # several machines (aidetect.blobs): where image bytes, heatmaps and model files travel:
+    # "file" (paths on this host or a shared mount), "store" (the database), "redis" (the
+    # broker's Redis; or a redis:// URL) for staged image bytes with the store for the rest
+    blobs: str = "file"
+    blob_ttl_s: int = 86400  # staged image bytes expire after this (a safety net; deleted once scored)
 
     def ensure_dirs(self) -> None:
         """Create the data folders; :class:`ConfigError` (one line, naming the setting) when

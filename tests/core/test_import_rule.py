@@ -1,4 +1,5 @@
-"""The import rule (README, Architecture): only ``worker/`` imports Celery, kombu or redis,
+"""The import rule (README, Architecture): only ``worker/`` imports Celery or kombu, only it and
+``blobs/`` import redis,
 only ``store/`` imports SQLAlchemy or Alembic, only ``gui/`` imports Tk; the core (``model``,
 ``explain``, ``inference``) imports none of them; and nothing imports upward: a package
 imports only the layers below it (and itself), never a sibling of its own layer.
@@ -23,6 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("explain",),
     ("inference",),
     ("store", "trainer"),
+    ("blobs",),
     ("worker",),
     ("ingest",),
     ("watcher",),
@@ -30,10 +32,10 @@ LAYERS: list[tuple[str, ...]] = [
     ("commands", "cli", "__main__"),
 ]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
-ONLY_IN = {  # third-party top-level package -> the one aidetect package allowed to import it
+ONLY_IN = {  # third-party top-level package -> the aidetect packages allowed to import it
     "celery": "worker",
     "kombu": "worker",
-    "redis": "worker",
+    "redis": ("worker", "blobs"),  # the broker; staged image bytes
     "sqlalchemy": "store",
     "alembic": "store",
     "tkinter": "gui",
@@ -41,6 +43,11 @@ ONLY_IN = {  # third-party top-level package -> the one aidetect package allowed
     "tkinterdnd2": "gui",
 }
 CORE = ("model", "provenance", "explain", "inference")
+
+
+def _allowed(top: str) -> tuple[str, ...]:
+    who = ONLY_IN[top]
+    return who if isinstance(who, tuple) else (who,)
 
 
 def _package(path: Path) -> str:
@@ -85,8 +92,8 @@ def test_import_rule(path: Path) -> None:
                 continue
             if RANK[target] >= RANK[pkg] and not (RANK[target] == RANK[pkg] == 0):
                 broken.append(f"line {line}: {pkg} imports {target} (not a lower layer)")
-        elif top in ONLY_IN and ONLY_IN[top] != pkg:
-            broken.append(f"line {line}: {pkg} imports {top} (only {ONLY_IN[top]}/ may)")
+        elif top in ONLY_IN and pkg not in _allowed(top):
+            broken.append(f"line {line}: {pkg} imports {top} (only {'/, '.join(_allowed(top))}/ may)")
         if pkg in CORE and top in ONLY_IN:
             broken.append(f"line {line}: the core imports {top}")
     assert not broken, f"{path.relative_to(SRC)}: " + "; ".join(broken)

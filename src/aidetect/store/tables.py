@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -128,8 +129,32 @@ class WorkerBeat(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
+    host: Mapped[str | None] = mapped_column(String(255))  # the machine it runs on (socket.gethostname())
     pid: Mapped[int] = mapped_column(Integer)
     concurrency: Mapped[int] = mapped_column(Integer, default=1)
     broker: Mapped[str | None] = mapped_column(Text)
     started: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class Blob(Base):
+    """A blob kept in the store (``AIDETECT_BLOBS=store``, and heatmaps and model files with
+    ``redis``): bytes every host can read, in chunks (:class:`BlobChunk`) so that a large
+    image is written and read as a stream. ``expires`` is set for staged image bytes (a
+    safety net: they are deleted once their image is final) and NULL for what is kept."""
+
+    __tablename__ = "blobs"
+
+    key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    chunks: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class BlobChunk(Base):
+    __tablename__ = "blob_chunks"
+
+    key: Mapped[str] = mapped_column(ForeignKey("blobs.key", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

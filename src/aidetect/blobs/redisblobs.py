@@ -1,0 +1,112 @@
+"""The ``redis`` backend for staged image bytes: a Redis every host already reaches (the
+broker's, or another), each blob a list of 1 MiB chunks plus a small hash (size, chunks)
+that says it is complete. Written to a temporary key and renamed into place by one script,
+so a reader never sees half a blob and a second writer of the same content stores nothing.
+Every staged blob has a TTL (a safety net; it is deleted explicitly once scored)."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any, BinaryIO
+
+import redis
+
+from aidetect.blobs.base import (
+    CHUNK_BYTES,
+    BlobBackend,
+    BlobMissing,
+    BlobsUnavailable,
+    check_key,
+    chunk_stream,
+)
+from aidetect.config import redact_url
+
+PREFIX = "aidetect:blob:"
+META = "aidetect:blobmeta:"
+TMP = "aidetect:blobtmp:"
+TMP_TTL_S = 3600  # a writer that dies half-way leaves a temporary key for at most this long
+
+# KEYS: tmp, data, meta; ARGV: size, chunks, ttl (0: keep)
+_COMMIT = """
+if redis.call('exists', KEYS[3]) == 1 then redis.call('del', KEYS[1]); return 0 end
+if tonumber(ARGV[2]) > 0 then redis.call('rename', KEYS[1], KEYS[2]) end
+redis.call('hset', KEYS[3], 'size', ARGV[1], 'chunks', ARGV[2])
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then
+  redis.call('expire', KEYS[3], ttl)
+  if tonumber(ARGV[2]) > 0 then redis.call('expire', KEYS[2], ttl) end
+elseif tonumber(ARGV[2]) > 0 then
+  redis.call('persist', KEYS[2])
+end
+return 1
+"""
+
+
+def _one_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+class RedisBlobs(BlobBackend):
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.name = f"redis ({redact_url(url)})"
+        self.client = redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5, health_check_interval=30)
+        self._commit = self.client.register_script(_COMMIT)
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except redis.exceptions.RedisError as exc:
+            raise BlobsUnavailable(f"blobs: Redis not reachable at {redact_url(self.url)} ({_one_line(exc)})") from None
+
+    def put(self, key: str, stream: BinaryIO, ttl_s: float | None = None) -> bool:
+        check_key(key)
+        if self.exists(key):
+            return False
+        tmp = TMP + uuid.uuid4().hex
+        n = size = 0
+        try:
+            while data := stream.read(CHUNK_BYTES):
+                pipe = self.client.pipeline(transaction=False)
+                pipe.rpush(tmp, data)
+                pipe.expire(tmp, TMP_TTL_S)
+                self._call(pipe.execute)
+                n += 1
+                size += len(data)
+            ttl = max(1, int(ttl_s)) if ttl_s else 0
+            return bool(self._call(self._commit, [tmp, PREFIX + key, META + key], [size, n, ttl]))
+        except BaseException:
+            with contextlib.suppress(redis.exceptions.RedisError):
+                self.client.delete(tmp)
+            raise
+
+    def open(self, key: str) -> BinaryIO:
+        meta = self._call(self.client.hgetall, META + check_key(key))
+        if not meta:
+            raise BlobMissing(f"blob {key}: not in Redis (never staged, expired or deleted)")
+        size, n = int(meta[b"size"]), int(meta[b"chunks"])
+        data_key = PREFIX + key
+        return chunk_stream(lambda seq: self._call(self.client.lindex, data_key, seq), n, size, key)
+
+    def exists(self, key: str) -> bool:
+        return bool(self._call(self.client.exists, META + check_key(key)))
+
+    def delete(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        names = [META + check_key(k) for k in keys]
+        there = int(self._call(self.client.exists, *names))
+        for i in range(0, len(keys), 500):
+            part = keys[i : i + 500]
+            self._call(self.client.delete, *[META + k for k in part], *[PREFIX + k for k in part])
+        return there
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        pattern = META + prefix.replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?").replace("[", "\\[") + "*"
+        for name in self._call(lambda: list(self.client.scan_iter(match=pattern, count=1000))):
+            yield name.decode()[len(META):]
+
+    def check(self) -> None:
+        self._call(self.client.ping)

@@ -1,0 +1,105 @@
+"""Blobs kept in the store (tables ``blobs`` + ``blob_chunks``): the SQL behind the ``store``
+backend of :mod:`aidetect.blobs`. A blob is written in one transaction (its row first, so
+that a second writer of the same key waits and then finds it: nothing is stored twice) and
+read one chunk per query, so a large image never sits in one value or one result set."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import timedelta
+from typing import BinaryIO
+
+from sqlalchemy import delete, select, update
+
+from aidetect.store.engine import read_engine, session_scope
+from aidetect.store.migrate import init_db
+from aidetect.store.status import as_utc
+from aidetect.store.tables import Blob, BlobChunk, Image, utcnow
+from aidetect.store.writes import _insert, chunks
+
+
+def put_blob(key: str, stream: BinaryIO, chunk_size: int, ttl_s: float | None = None) -> bool:
+    """Store the bytes of ``stream`` under ``key`` in chunks of ``chunk_size``; False (and
+    nothing read) when ``key`` is already there. ``ttl_s``: the blob expires (readers stop
+    seeing it, :func:`delete_expired` removes it); None keeps it."""
+    init_db()
+    now = utcnow()
+    with session_scope() as s:
+        s.execute(delete(Blob).where(Blob.key == key, Blob.expires.is_not(None), Blob.expires <= now))
+        expires = now + timedelta(seconds=ttl_s) if ttl_s else None
+        ins = _insert(s)(Blob).values(key=key, size=0, chunks=0, created=now, expires=expires)
+        if s.execute(ins.on_conflict_do_nothing(index_elements=["key"]).returning(Blob.key)).scalar() is None:
+            return False  # there already (a concurrent writer of the same key waited for it)
+        seq = size = 0
+        while data := stream.read(chunk_size):
+            s.execute(BlobChunk.__table__.insert().values(key=key, seq=seq, data=data))
+            seq += 1
+            size += len(data)
+        s.execute(update(Blob).where(Blob.key == key).values(size=size, chunks=seq))
+    return True
+
+
+def blob_info(key: str) -> tuple[int, int] | None:
+    """(size, chunks) of a live blob, or None."""
+    init_db()
+    now = utcnow()
+    with read_engine().connect() as conn:
+        row = conn.execute(select(Blob.size, Blob.chunks, Blob.expires).where(Blob.key == key)).first()
+    if row is None or (row.expires is not None and as_utc(row.expires) <= now):
+        return None
+    return int(row.size), int(row.chunks)
+
+
+def read_chunk(key: str, seq: int) -> bytes | None:
+    with read_engine().connect() as conn:
+        data = conn.execute(select(BlobChunk.data).where(BlobChunk.key == key, BlobChunk.seq == seq)).scalar()
+    return bytes(data) if data is not None else None
+
+
+def delete_blobs(keys: Sequence[str]) -> int:
+    """Delete ``keys`` (their chunks with them); returns how many were there."""
+    if not keys:
+        return 0
+    init_db()
+    n = 0
+    with session_scope() as s:
+        for part in chunks(list(keys)):
+            s.execute(delete(BlobChunk).where(BlobChunk.key.in_(part)))
+            n += s.execute(delete(Blob).where(Blob.key.in_(part))).rowcount or 0
+    return n
+
+
+def blob_keys(prefix: str) -> Iterator[str]:
+    """Keys starting with ``prefix`` (expired ones included: a sweep removes them)."""
+    init_db()
+    with read_engine().connect() as conn:
+        rows = conn.execute(select(Blob.key).where(Blob.key.startswith(prefix, autoescape=True)).order_by(Blob.key))
+        yield from (r[0] for r in rows.all())
+
+
+def delete_expired() -> int:
+    init_db()
+    with session_scope() as s:
+        keys = list(s.scalars(select(Blob.key).where(Blob.expires.is_not(None), Blob.expires <= utcnow())).all())
+    return delete_blobs(keys)
+
+
+def image_states(shas: Iterable[str]) -> dict[str, str]:
+    """{sha256: status} of the stored images with these contents (missing ones left out)."""
+    init_db()
+    out: dict[str, str] = {}
+    with read_engine().connect() as conn:
+        for part in chunks(sorted(set(shas))):
+            out.update(conn.execute(select(Image.sha256, Image.status).where(Image.sha256.in_(part))).all())
+    return out
+
+
+def image_sources(image_ids: Sequence[int]) -> list[tuple[int, str, str | None, str]]:
+    """(image id, path, sha256, status) of ``image_ids``, in id order."""
+    init_db()
+    out: list[tuple[int, str, str | None, str]] = []
+    with read_engine().connect() as conn:
+        for part in chunks(sorted({int(i) for i in image_ids})):
+            stmt = select(Image.id, Image.path, Image.sha256, Image.status).where(Image.id.in_(part))
+            out.extend((int(r[0]), r[1], r[2], r[3]) for r in conn.execute(stmt).all())
+    return out

@@ -1,0 +1,137 @@
+"""The blob layer (aidetect.blobs) against real backends: the store on a SQLite file and on
+PostgreSQL, and a real redis-server. Keys once, streams in chunks, TTLs, deletion, sweeps,
+settings and unreachable backends as one line."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from pathlib import Path
+
+import pytest
+from images import image_bytes, write_images
+
+from aidetect.blobs import BlobLayer, BlobMissing, BlobsUnavailable, blob_layer
+from aidetect.blobs.base import CHUNK_BYTES, image_key
+from aidetect.errors import ConfigError, ImageLoadError
+
+
+@pytest.fixture(params=["store-sqlite", "store-postgresql", "redis"])
+def layer(request: pytest.FixtureRequest, aidetect_home: Path, monkeypatch: pytest.MonkeyPatch) -> BlobLayer:
+    from aidetect.store.engine import reset_engines
+
+    kind = request.param
+    if kind == "store-postgresql":
+        monkeypatch.setenv("AIDETECT_DATABASE_URL", request.getfixturevalue("pg_url"))
+    reset_engines()
+    if kind == "redis":
+        server = request.getfixturevalue("redis_server")
+        monkeypatch.setenv("AIDETECT_BLOBS", server.url)
+    else:
+        monkeypatch.setenv("AIDETECT_BLOBS", "store")
+    got = blob_layer()
+    assert got is not None
+    return got
+
+
+def test_put_once_stream_in_chunks_delete(layer: BlobLayer) -> None:
+    big = hashlib.sha256(b"x").digest() * ((3 * CHUNK_BYTES) // 32 + 1)  # > 3 chunks
+    key = image_key(hashlib.sha256(big).hexdigest())
+    assert not layer.staging.exists(key)
+    assert layer.staging.put(key, io.BytesIO(big), ttl_s=600) is True
+
+    class Boom(io.BytesIO):
+        def read(self, *_a: object) -> bytes:  # a second put of the same key reads nothing
+            raise AssertionError("read again")
+
+    assert layer.staging.put(key, Boom(), ttl_s=600) is False
+    with layer.staging.open(key) as fh:
+        first = fh.read(1000)
+        rest = fh.read()
+    assert first + rest == big
+    assert layer.staging.read(key) == big
+    with pytest.raises(ImageLoadError, match="over the limit"):
+        layer.staging.read(key, max_bytes=CHUNK_BYTES)
+    assert layer.staging.put_bytes("img/" + "0" * 64, b"", ttl_s=600)
+    assert layer.staging.read("img/" + "0" * 64) == b""
+    assert sorted(layer.staging.keys("img/")) == sorted([key, "img/" + "0" * 64])
+    assert layer.staging.delete([key, "img/" + "0" * 64]) == 2
+    assert not layer.staging.exists(key)
+    with pytest.raises(BlobMissing):
+        layer.staging.open(key)
+    # kept blobs (heatmaps, models) have no TTL
+    assert layer.keeping.put_bytes("heatmaps/ab/x.cam.png", b"png")
+    assert layer.keeping.read("heatmaps/ab/x.cam.png") == b"png"
+
+
+def test_ttl_expires_staged_bytes(layer: BlobLayer) -> None:
+    key = image_key("1" * 64)
+    layer.staging.put_bytes(key, b"abc", ttl_s=1)
+    assert layer.staging.exists(key)
+    time.sleep(2.2)
+    assert not layer.staging.exists(key)
+    assert layer.staging.put_bytes(key, b"abcd", ttl_s=60)  # staged again after expiry
+    assert layer.staging.read(key) == b"abcd"
+
+
+def test_stage_release_and_sweep(layer: BlobLayer, tmp_path: Path) -> None:
+    from aidetect.blobs import staging
+    from aidetect.ingest import register_files
+    from aidetect.store import writes
+
+    paths = write_images(tmp_path / "in", 4)
+    dup = tmp_path / "in" / "dup.png"
+    dup.write_bytes(paths[0].read_bytes())
+    reg = register_files([*paths, dup])
+    assert len(reg) == 4
+    paths[3].unlink()  # gone before it was staged: failed with the reason, not queued
+    out = staging.stage_images(list(reg), layer)
+    assert (out.staged, out.present) == (3, 0) and list(out.failed.values()) == ["file not found (deleted before it was staged)"]
+    assert staging.stage_images(list(reg), layer).present == 3  # nothing staged twice
+    shas = {hashlib.sha256(p.read_bytes()).hexdigest() for p in paths[:3]}
+    assert {k[4:] for k in layer.staging.keys("img/")} == shas
+    assert staging.read_staged(sorted(shas)[0], layer)
+    # one content final, one still waiting: release deletes only the final one
+    done_id, waiting_id = list(reg)[0], list(reg)[1]
+    writes.mark_failed([done_id], "test")
+    assert staging.release(shas, layer) == 1
+    # a crash left bytes of a final content and of one never registered: the sweep removes them
+    layer.staging.put_bytes(image_key("2" * 64), b"orphan", ttl_s=600)
+    writes.mark_failed([list(reg)[2]], "test")
+    assert staging.sweep(layer) == 2
+    left = {k[4:] for k in layer.staging.keys("img/")}
+    assert len(left) == 1 and waiting_id in list(reg)
+    with pytest.raises(ImageLoadError, match="staged bytes are gone"):
+        staging.read_staged("3" * 64, layer)
+
+
+def test_changed_file_is_not_staged(layer: BlobLayer, tmp_path: Path) -> None:
+    from aidetect.blobs import staging
+    from aidetect.ingest import register_files
+
+    (p,) = write_images(tmp_path / "in", 1)
+    reg = register_files([p])
+    p.write_bytes(image_bytes(777))
+    out = staging.stage_images(list(reg), layer)
+    assert list(out.failed.values()) == [staging.CHANGED]
+    assert list(layer.staging.keys("img/")) == []
+
+
+def test_settings_and_unreachable(aidetect_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from redis_server import free_port
+
+    monkeypatch.setenv("AIDETECT_BLOBS", "file")
+    assert blob_layer() is None
+    monkeypatch.setenv("AIDETECT_BLOBS", "ftp://x")
+    with pytest.raises(ConfigError, match="AIDETECT_BLOBS='ftp://x': expected file, store, redis"):
+        blob_layer()
+    monkeypatch.setenv("AIDETECT_BLOBS", "redis")  # the broker is the embedded one
+    with pytest.raises(ConfigError, match="the broker is not Redis"):
+        blob_layer()
+    monkeypatch.setenv("AIDETECT_BLOBS", f"redis://:secret@127.0.0.1:{free_port()}/0")
+    layer = blob_layer()
+    assert layer is not None and "secret" not in layer.describe()
+    with pytest.raises(BlobsUnavailable, match="blobs: Redis not reachable at redis://127.0.0.1") as err:
+        layer.check()
+    assert "\n" not in str(err.value) and "secret" not in str(err.value)
