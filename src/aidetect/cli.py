@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "results": ("aidetect.commands.scan:results", "Query stored results (filters, CSV/JSON)."),
     "predict": ("aidetect.commands.predict:predict", "Score image files directly, optionally with heatmaps."),
     "worker": ("aidetect.commands.worker:worker", "Start a Celery worker that scores images."),
+    "status": ("aidetect.commands.status:status", "Live workers by host with their throughput, the queue."),
     "train": ("aidetect.commands.train:train", "Train a model directory on one or more data sources."),
     "evaluate": ("aidetect.commands.train:evaluate", "Evaluate a model: metrics, robustness, plots, report."),
     "models": ("aidetect.commands.models:models", "List, register and promote model versions."),

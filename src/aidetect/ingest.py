@@ -21,7 +21,7 @@ from aidetect.config import get_settings
 from aidetect.errors import AidetectError
 from aidetect.model.decode import file_kind, format_from_magic
 from aidetect.store import writes
-from aidetect.store.model_versions import active_version
+from aidetect.store.model_versions import active_model, active_version
 from aidetect.store.status import live_workers
 from aidetect.store.writes import FileFacts, Registration
 from aidetect.worker import broker
@@ -174,6 +174,23 @@ def score_inline(
     return totals
 
 
+def stage_for_workers(ids: list[int]) -> list[int]:
+    """With a blob layer (``AIDETECT_BLOBS`` other than ``file``): stage the bytes of ``ids``
+    and the active model's files for workers on other hosts; returns the ids to queue (those
+    whose file could not be staged are failed with the reason). Without one: ``ids``."""
+    from aidetect.blobs import blob_layer
+
+    layer = blob_layer()
+    if layer is None or not ids:
+        return ids
+    from aidetect.blobs import models, staging
+
+    row = active_model()
+    models.publish(row.version, row.path, layer)
+    failed = staging.stage_images(ids, layer).failed
+    return [i for i in ids if i not in failed]
+
+
 # -- the one submit path ---------------------------------------------------------------------
 ROUTES = ("auto", "workers", "inline")
 InlineScoring = Callable[[list[int], Callable[[int], None] | None], object]
@@ -253,7 +270,8 @@ def dispatch(
     if on_route is not None:
         on_route(reg, chosen, workers)
     if chosen == "workers":
-        tasks = broker.enqueue(list(reg), batch_size=batch_size, force=force)
+        ids = stage_for_workers(list(reg))
+        tasks = broker.enqueue(ids, batch_size=batch_size, force=force)
         return Submission(reg, "workers", workers, tasks)
     if scorer is not None:
         scorer(list(reg), progress)

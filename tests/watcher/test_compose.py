@@ -85,7 +85,7 @@ def test_services_and_profiles(compose: dict[str, Any]) -> None:
 def test_volumes_for_inbox_data_models(compose: dict[str, Any]) -> None:
     declared = set(compose.get("volumes") or {})
     assert {"data", "models"} <= declared
-    for name in ("watcher", "worker", "worker-gpu", "trainer"):
+    for name in ("watcher", "trainer"):
         mounts = compose["services"][name]["volumes"]
         targets = {m.split(":")[1] for m in mounts}
         assert {"/data", "/models"} <= targets, name
@@ -97,8 +97,19 @@ def test_volumes_for_inbox_data_models(compose: dict[str, Any]) -> None:
     env = compose["services"]["worker"]["environment"]
     assert env["AIDETECT_BROKER_URL"].startswith("redis://redis:")
     assert env["AIDETECT_HOME"] == "/data" and env["AIDETECT_INBOX"] == "/inbox"
-    # watcher and workers share the broker, the store and the paths
+    # watcher and workers share the broker, the store and the blob setting (no volume)
     assert compose["services"]["watcher"]["environment"] == env
+    assert env["AIDETECT_BLOBS"] == "redis"
+
+
+def test_workers_share_no_volume(compose: dict[str, Any]) -> None:
+    """Workers run on any host that reaches Redis and PostgreSQL: no shared volume, the bytes,
+    heatmaps and model travel through AIDETECT_BLOBS; the CPU worker is replicated."""
+    for name in ("worker", "worker-gpu"):
+        svc = compose["services"][name]
+        assert not svc.get("volumes"), name
+        assert svc["environment"]["AIDETECT_BLOBS"] != "file"
+    assert compose["services"]["worker"]["deploy"]["replicas"] >= 2
 
 
 def test_every_aidetect_command_exists(compose: dict[str, Any]) -> None:

@@ -110,7 +110,9 @@ def _wait_for_results(
                 alive = len(live_workers())
                 if alive:
                     pend = pending_ids(ids)
-                    n = enqueue(pend, batch_size=batch_size, force=force)
+                    from aidetect.ingest import stage_for_workers
+
+                    n = enqueue(stage_for_workers(pend), batch_size=batch_size, force=force)
                     console.print(f"no progress for {stall_timeout:.0f}s: re-sent {len(pend)} pending images ({n} tasks)")
                 elif not warned_no_worker:
                     console.print("[yellow]no worker is alive: start one with `aidetect worker` (the queued work waits)")
@@ -241,6 +243,10 @@ def scan(
         _wait_for_results(console, list(reg), size, rescan, stall_timeout, quiet=False)
     found = rows_for_files(read_engine(), reg.file_ids)  # every file under its own path
     _summary(console, [r.as_json() for r in found], time.monotonic() - t0, mode, list(reg))
+    if export or as_json:
+        from aidetect.blobs.heatmaps import localize
+
+        found = localize(found)  # heatmaps kept in the blob layer: paths on this host
     if export:
         _write_export(found, export)
         console.print(f"wrote {len(found)} results to {export}")
@@ -403,6 +409,10 @@ def results(
     else:
         rows = fetch_page(engine, f, 0, eff_limit, view="latest") if eff_limit > 0 else []
     total = count(engine, f, view="latest") if table_mode else len(rows)
+    if not table_mode:
+        from aidetect.blobs.heatmaps import localize
+
+        rows = localize(rows)  # heatmaps kept in the blob layer: paths on this host
     if export:
         _write_export(rows, export)
         click.echo(f"wrote {len(rows)} results to {export}", err=True)

@@ -151,6 +151,7 @@ def _requeue_stranded(older_than_s: float = 0.0) -> int | None:
     held them, a broker that lost its data while we were down): enqueue them again. Only
     when the queue is empty, so a backlog is not doubled (a doubled task is harmless: the
     task skips what is already scored). Returns None while the queue is not empty."""
+    from aidetect.ingest import stage_for_workers
     from aidetect.store.status import stranded_ids
     from aidetect.worker import broker
 
@@ -159,7 +160,7 @@ def _requeue_stranded(older_than_s: float = 0.0) -> int | None:
         return None
     ids = stranded_ids(older_than_s=older_than_s)
     if ids:
-        broker.enqueue(ids)
+        broker.enqueue(stage_for_workers(ids))
         click.echo(f"aidetect up: re-queued {len(ids)} images whose batch was lost", err=True)
     return len(ids)
 
@@ -167,12 +168,13 @@ def _requeue_stranded(older_than_s: float = 0.0) -> int | None:
 def _requeue_processing() -> int:
     """After our worker died: the images it was scoring (``processing``) lost their message
     (embedded broker) or wait for the visibility timeout (Redis); queue them now."""
+    from aidetect.ingest import stage_for_workers
     from aidetect.store.status import stranded_ids
     from aidetect.worker import broker
 
     ids = stranded_ids(status=("processing",))
     if ids:
-        broker.enqueue(ids)
+        broker.enqueue(stage_for_workers(ids))
         click.echo(f"aidetect up: re-queued {len(ids)} images the dead worker held", err=True)
     return len(ids)
 
@@ -190,7 +192,47 @@ def _report(reporter: ResultReporter) -> None:
     sys.stdout.flush()
 
 
+def _blobs_ready(version: str, path: str) -> str | None:
+    """With a blob layer: check it answers (one line and exit 2 when not), stage the active
+    model's files for worker hosts that lack them, and remove orphaned staged bytes. Returns
+    the layer as a person reads it; None for ``AIDETECT_BLOBS=file``."""
+    from aidetect.blobs import blob_layer, models, staging
+
+    layer = blob_layer()
+    if layer is None:
+        return None
+    layer.check()
+    models.publish(version, path, layer)
+    staging.sweep(layer)
+    return layer.describe()
+
+
+def _sweep_blobs() -> int:
+    from aidetect.blobs.staging import sweep
+
+    return sweep()
+
+
+LOST_AFTER_S = 10.0  # a worker whose heartbeat (every 2 s) is this old has died
+LOST_FORGET_S = 600.0  # ... and one silent this long was seen before or is long gone
+
+
+def _lost_workers(seen: set[str]) -> list[str]:
+    """Workers (on any host) whose heartbeat stopped without a clean shutdown (a clean one
+    removes its row) since the last call; ``seen`` remembers those already reported."""
+    from aidetect.store.status import worker_beats
+
+    out = []
+    for w in worker_beats():
+        age = w["age_s"]
+        if age is not None and LOST_AFTER_S <= age < LOST_FORGET_S and w["name"] not in seen:
+            seen.add(w["name"])
+            out.append(w["name"])
+    return out
+
+
 SWEEP_EVERY_S = 15.0  # how often `up` looks for stranded rows
+BLOB_SWEEP_EVERY_S = 60.0  # how often `up` removes orphaned staged bytes
 STRANDED_AFTER_S = 120.0  # ... left queued/processing this long with an empty queue
 
 
@@ -263,6 +305,7 @@ def up(
     if note:
         click.echo(f"aidetect up: warning: {note}", err=True)
     broker.check(settings)
+    blobs = _blobs_ready(model.version, model.path)
     n_workers = 0 if no_workers else (workers or _default_workers())
     use_polling = settings.watch_polling if polling is None else polling
 
@@ -309,6 +352,8 @@ def up(
     click.echo(f"  database  {settings.database_url}")
     click.echo(f"  heatmaps  {settings.heatmap_dir}")
     click.echo(f"  broker    {where}")
+    if blobs is not None:
+        click.echo(f"  blobs     {blobs}   <- workers on other hosts read images and write heatmaps here")
     click.echo(f"  model     {model.version} ({model.path})")
     click.echo(
         f"  workers   {n_workers} process{'es' if n_workers != 1 else ''} (pid {worker.pid})"
@@ -322,7 +367,8 @@ def up(
     sys.stdout.flush()
 
     last_beat = 0.0
-    last_sweep = time.monotonic()
+    last_sweep = last_blob_sweep = last_lost_check = time.monotonic()
+    lost_seen: set[str] = set()
     restarts_seen = 0
     after_crash = False
     try:
@@ -337,6 +383,18 @@ def up(
                     restarts_seen = worker.restarts
                     _safe(_requeue_processing)
                     after_crash = True
+            if now - last_lost_check >= 2.0:
+                last_lost_check = now
+                lost = _safe(_lost_workers, lost_seen)
+                if lost:
+                    # a worker (on any host) stopped beating without saying goodbye: the
+                    # batches it held are queued again now, the ones it had taken later
+                    click.echo(f"aidetect up: worker {', '.join(sorted(lost))} stopped answering", err=True)
+                    _safe(_requeue_processing)
+                    after_crash = True
+            if blobs is not None and now - last_blob_sweep >= BLOB_SWEEP_EVERY_S:
+                last_blob_sweep = now
+                _safe(_sweep_blobs)
             if after_crash and now - last_sweep >= 2.0:
                 last_sweep = now
                 if _safe(_requeue_stranded) is not None:

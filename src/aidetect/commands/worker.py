@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from aidetect.config import Settings
 
 
 @click.command()
@@ -36,6 +41,7 @@ def worker(concurrency: int | None, pool: str, name: str | None, loglevel: str, 
     if note:
         click.echo(f"aidetect worker: warning: {note}", err=True)
     broker.check(settings)
+    blobs = _blobs_ready(settings, row.version, row.path)
     from aidetect.worker.app import QUEUE, app
 
     conc = concurrency or os.cpu_count() or 1
@@ -54,7 +60,28 @@ def worker(concurrency: int | None, pool: str, name: str | None, loglevel: str, 
     where = broker.describe(settings)
     click.echo(
         f"aidetect worker: {conc} x {pool} on {where}; model {row.version}; "
-        f"database {settings.database_url.split('@')[-1]}; heatmaps {settings.heatmap_dir}",
+        f"database {settings.database_url.split('@')[-1]}; "
+        + (f"heatmaps {settings.heatmap_dir}" if blobs is None else f"blobs {blobs}"),
         err=True,
     )
     app.worker_main(argv)
+
+
+def _blobs_ready(settings: Settings, version: str, path: str) -> str | None:
+    """With a blob layer: check it answers (one line and exit 2 when not), remove orphaned
+    staged bytes, and fetch the active model's files when they are not on this host (once,
+    before the pool forks). Returns the layer as a person reads it, None for ``file``."""
+    from aidetect.blobs import blob_layer
+    from aidetect.blobs.models import local_dir
+    from aidetect.blobs.staging import sweep
+
+    layer = blob_layer(settings)
+    if layer is None:
+        return None
+    layer.check()
+    sweep(layer)
+    folder = local_dir(version, path, layer)
+    if folder != Path(path):
+        click.echo(f"aidetect worker: model {version} is not at {path} on this host; "
+                   f"fetched from the blob layer into {folder}", err=True)
+    return layer.describe()

@@ -17,6 +17,7 @@ import numpy as np
 import ttkbootstrap as tb
 from PIL import Image, ImageTk
 
+from aidetect.blobs.heatmaps import local_path
 from aidetect.explain.overlay import read_cam_png, unseen_mask
 from aidetect.gui import imaging
 from aidetect.gui.flow import FlowFrame, TextTip
@@ -56,14 +57,18 @@ def load_detail(row: ResultRow) -> _Source:
         image = imaging.open_image(row.path, max_side=1024)
     except Exception as exc:  # noqa: BLE001 - shown in the panel
         problems.append(f"image: {exc}")
-    if row.cam_path:
+    # heatmaps kept in the blob layer (workers on other hosts) are fetched into the local folder once
+    cam_path, overlay_path = local_path(row.cam_path), local_path(row.overlay_path)
+    if row.cam_path and cam_path is None:
+        problems.append(f"heatmap: {row.cam_path} not readable on this host (AIDETECT_BLOBS)")
+    if cam_path:
         try:
-            cam = read_cam_png(row.cam_path)
+            cam = read_cam_png(cam_path)
         except Exception as exc:  # noqa: BLE001
             problems.append(f"heatmap: {exc}")
-    if cam is None and row.overlay_path:
+    if (cam is None or image is None) and overlay_path:
         try:
-            overlay = imaging.open_image(row.overlay_path, max_side=1024)
+            overlay = imaging.open_image(overlay_path, max_side=1024)
         except Exception as exc:  # noqa: BLE001
             problems.append(f"overlay: {exc}")
     return _Source(row, image, cam, overlay, "; ".join(problems) or None)

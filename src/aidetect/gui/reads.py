@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aidetect.blobs import blob_layer
+from aidetect.blobs.heatmaps import localize
 from aidetect.gui.tablemodel import Paging
 from aidetect.store import read_engine, results
 from aidetect.store.results import ResultFilter, ResultRow
@@ -69,7 +71,8 @@ class StoreReader:
         return results.fetch_row(self._engine(), f"f{file_id}")
 
     def export_csv(self, filters: ResultFilter, target: Path) -> int:
-        return results.export(results.iter_rows(self._engine(), filters), target)
+        rows = results.iter_rows(self._engine(), filters)
+        return results.export(localize(list(rows)) if blob_layer() is not None else rows, target)
 
     def status_counts(self, file_ids: list[int]) -> dict[str, int]:
         """{status: files} over ``file_ids`` (how an upload went)."""

@@ -112,6 +112,43 @@ def live_workers(within_s: float = 10.0) -> list[dict[str, Any]]:
     return out
 
 
+def worker_beats() -> list[dict[str, Any]]:
+    """Every worker heartbeat on record (live or not): name, host, pid, concurrency, started,
+    last_seen and ``age_s`` (seconds since its last beat)."""
+    init_db()
+    now = datetime.now(UTC)
+    out = []
+    with session_scope() as s:
+        for r in s.scalars(select(WorkerBeat).order_by(WorkerBeat.name)).all():
+            seen = as_utc(r.last_seen)
+            host = r.host or (r.name.rpartition("@")[2] if "@" in r.name else None)
+            out.append({
+                "name": r.name, "host": host, "pid": r.pid, "concurrency": r.concurrency,
+                "started": iso(r.started), "last_seen": iso(seen),
+                "age_s": (now - seen).total_seconds() if seen is not None else None,
+            })
+    return out
+
+
+def throughput_by_host(window_s: float = 60.0) -> dict[str, dict[str, float]]:
+    """{host: {"window": images scored in the last ``window_s`` s, "total": images scored}}
+    from the predictions' ``worker`` column (``host:pid``)."""
+    init_db()
+    since = utcnow() - timedelta(seconds=window_s)
+    out: dict[str, dict[str, float]] = {}
+    with session_scope() as s:
+        recent = s.execute(
+            select(Prediction.worker, func.count()).where(Prediction.created >= since).group_by(Prediction.worker)
+        ).all()
+        total = s.execute(select(Prediction.worker, func.count()).group_by(Prediction.worker)).all()
+    for rows, field in ((recent, "window"), (total, "total")):
+        for worker, n in rows:
+            host = (worker or "?").rpartition(":")[0] or (worker or "?")
+            entry = out.setdefault(host, {"window": 0, "total": 0})
+            entry[field] += int(n)
+    return out
+
+
 def known_final_paths(paths: Sequence[str]) -> set[str]:
     """The paths whose file row has a final (done/failed) result for this very file: same
     size and modification time as when it was registered. The watcher's start-up scan skips

@@ -303,14 +303,15 @@ def move_file(old_path: str, new_path: str) -> None:
 
 
 # -- worker heartbeats ----------------------------------------------------------------------
-def beat(name: str, pid: int, concurrency: int, broker: str) -> None:
-    """Record that worker ``name`` is alive now; forget workers silent for an hour."""
+def beat(name: str, pid: int, concurrency: int, broker: str, host: str | None = None) -> None:
+    """Record that worker ``name`` (on machine ``host``) is alive now; forget workers silent
+    for an hour."""
     with session_scope() as s:
         row = s.scalar(select(WorkerBeat).where(WorkerBeat.name == name))
         if row is None:
             row = WorkerBeat(name=name, started=utcnow())
             s.add(row)
-        row.pid, row.concurrency, row.last_seen, row.broker = pid, concurrency, utcnow(), broker
+        row.pid, row.concurrency, row.last_seen, row.broker, row.host = pid, concurrency, utcnow(), broker, host
         s.execute(delete(WorkerBeat).where(WorkerBeat.last_seen < utcnow() - timedelta(hours=1)))
 
 

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aidetect.blobs import BlobLayer, blob_layer
 from aidetect.config import get_settings
+from aidetect.errors import ImageLoadError
 from aidetect.store import writes
 from aidetect.store.model_versions import active_model
 from aidetect.store.tables import utcnow
@@ -57,15 +59,41 @@ class BatchScorer:
     def ensure_model(self) -> str:
         row = active_model()
         if self.detector is None or self.version != row.version:
+            from aidetect.blobs.models import local_dir
             from aidetect.inference import Detector  # torch is imported here, not before
 
             t0 = time.perf_counter()
-            self.detector = Detector(model_dir=row.path)
+            folder = local_dir(row.version, row.path)  # fetched from the blob layer when not on this host
+            self.detector = Detector(model_dir=folder)
             self.version = row.version
-            log.info("loaded model %s from %s in %.2fs", row.version, row.path, time.perf_counter() - t0)
+            log.info("loaded model %s from %s in %.2fs", row.version, folder, time.perf_counter() - t0)
         return row.version
 
-    def _classify(self, paths: list[str], heatmap_dir: Path) -> list[Any]:
+    def _inputs(self, todo: list[tuple[int, str, str | None]], layer: BlobLayer | None) -> list[Any]:
+        """What to classify for each claimed image: its path, or, where this host cannot see
+        the path, the staged bytes (an :class:`_ErrorVerdict` when those cannot be read)."""
+        from aidetect.blobs.staging import read_staged
+
+        out: list[Any] = []
+        for _image_id, path, sha in todo:
+            if layer is None or not sha or os.path.lexists(path):
+                out.append(path)
+                continue
+            try:
+                out.append(read_staged(sha, layer))
+            except ImageLoadError as exc:
+                out.append(_ErrorVerdict(exc.reason))
+        return out
+
+    def _classify(self, items: list[Any], heatmap_dir: Path) -> list[Any]:
+        todo = [i for i, x in enumerate(items) if not isinstance(x, _ErrorVerdict)]
+        verdicts = self._classify_all([items[i] for i in todo], heatmap_dir) if todo else []
+        out = list(items)
+        for i, v in zip(todo, verdicts, strict=True):
+            out[i] = v
+        return out
+
+    def _classify_all(self, paths: list[Any], heatmap_dir: Path) -> list[Any]:
         try:
             return list(self.detector.classify(paths, explain=True, heatmap_dir=heatmap_dir))
         except Exception as exc:  # one item broke the whole batch: score one by one
@@ -92,8 +120,9 @@ class BatchScorer:
         # the heatmap folder is made (again) as files are written; if it cannot be (replaced by
         # a file, removed with its parent, disk full) each verdict is stored with heatmap_error
         heatmap_dir = get_settings().heatmap_dir
+        layer = blob_layer()
         t_inf = time.perf_counter()
-        verdicts = self._classify([t[1] for t in todo], heatmap_dir)  # CAM files written here
+        verdicts = self._classify(self._inputs(todo, layer), heatmap_dir)  # CAM files written here
         inf_s = time.perf_counter() - t_inf
         outcomes: list[writes.ScoreRecord] = []
         for (image_id, _path, sha), v in zip(todo, verdicts, strict=True):
@@ -125,6 +154,15 @@ class BatchScorer:
                 except Exception as exc:  # noqa: BLE001 - the verdict stands without a heatmap
                     heatmap_error = f"{heatmap_dir}: heatmap not written ({_one_line(exc)})"
                     log.warning("heatmap for image %s not saved: %s", image_id, heatmap_error)
+            if layer is not None and cam_path and overlay_path:
+                try:  # every host reads them from the blob layer
+                    from aidetect.blobs.heatmaps import keep
+
+                    cam_path, overlay_path = keep(layer, heatmap_dir, cam_path, overlay_path)
+                except Exception as exc:  # noqa: BLE001 - the verdict stands without a heatmap
+                    heatmap_error = f"heatmap not kept in the blob layer ({_one_line(exc)})"
+                    cam_path = overlay_path = None
+                    log.warning("heatmap for image %s not kept: %s", image_id, heatmap_error)
             timings = {k: round(float(x), 6) for k, x in (getattr(v, "timings", None) or {}).items()}
             timings["batch_s"] = round(inf_s, 4)
             timings["batch_size"] = len(todo)
@@ -148,9 +186,33 @@ class BatchScorer:
             img_vals.update(status="done", error=None, evidence=v.evidence)
             outcomes.append(writes.ScoreRecord(image_id, img_vals, pred))
             report.done += 1
+        if layer is not None:
+            outcomes = _drop_overtaken(outcomes, todo)
         writes.record(outcomes)
+        if layer is not None:  # the staged bytes of contents now final are not needed any more
+            from aidetect.blobs.staging import release
+
+            try:
+                release([t[2] for t in todo if t[2]], layer)
+            except Exception as exc:  # noqa: BLE001 - the sweep removes them later
+                log.warning("staged bytes not released: %s", _one_line(exc))
         report.seconds = time.perf_counter() - t0
         return report
+
+
+def _drop_overtaken(outcomes: list[writes.ScoreRecord], todo: list[tuple[int, str, str | None]]) -> list[writes.ScoreRecord]:
+    """A redelivered batch that ran beside the first one may find the staged bytes already
+    released by it: those images are done, not failed; leave their rows alone."""
+    from aidetect.blobs.staging import GONE
+    from aidetect.store.blobs import image_states
+
+    gone = {o.image_id for o in outcomes if o.image.get("error") == GONE}
+    if not gone:
+        return outcomes
+    shas = {i: sha for i, _p, sha in todo if i in gone and sha}
+    states = image_states(shas.values())
+    done = {i for i, sha in shas.items() if states.get(sha) == "done"}
+    return [o for o in outcomes if o.image_id not in done]
 
 
 class _ErrorVerdict:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import threading
 import time
 
@@ -130,7 +131,7 @@ def _beat_loop(name: str, concurrency: int) -> None:
         _stop.wait(0.2)
     while not _stop.is_set():
         try:
-            writes.beat(name, os.getpid(), concurrency, redact_url(settings.broker_url))
+            writes.beat(name, os.getpid(), concurrency, redact_url(settings.broker_url), socket.gethostname())
         except Exception as exc:  # noqa: BLE001 - a locked/unreachable DB must not kill the worker
             log.warning("heartbeat not written: %s", exc)
         if processed is not None:

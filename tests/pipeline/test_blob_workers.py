@@ -1,0 +1,68 @@
+"""Workers that cannot see the files: images registered and staged by the submitter
+(AIDETECT_BLOBS=redis on a real redis-server, or the store), their files and the registered
+model folder deleted before a real `aidetect worker` starts; the worker scores the staged
+bytes with the model fetched from the blob layer, keeps the heatmaps there, and the staged
+bytes are gone at the end. `results --json` gives heatmap paths readable on this host."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from images import write_images
+from workers import pipeline_env
+
+from aidetect.config import SHIPPED_MODEL_DIR
+
+
+@pytest.mark.parametrize("blobs", ["redis", "store"])
+def test_worker_scores_staged_bytes(
+    blobs: str, aidetect_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_server, start_worker  # noqa: ANN001
+) -> None:
+    from aidetect.blobs import blob_layer
+    from aidetect.ingest import submit
+    from aidetect.store.engine import reset_engines
+    from aidetect.store.model_versions import publish_model
+    from aidetect.store.status import status_counts, worker_beats
+
+    monkeypatch.setenv("AIDETECT_BROKER_URL", redis_server.url)
+    monkeypatch.setenv("AIDETECT_BLOBS", blobs)
+    reset_engines()
+    model = tmp_path / "model-copy"
+    shutil.copytree(SHIPPED_MODEL_DIR, model)
+    publish_model(model)  # the active model lives in a folder the worker will not have
+    paths = write_images(tmp_path / "in", 30, side=40) + write_images(tmp_path / "in", 6, start=100, side=300, fmt="JPEG")
+    sub = submit(paths, route="workers")
+    assert sub.route == "workers" and len(sub.registration) == 36
+    layer = blob_layer()
+    assert layer is not None and len(list(layer.staging.keys("img/"))) == 36
+    shutil.rmtree(tmp_path / "in")
+    shutil.rmtree(model)
+
+    env = pipeline_env(aidetect_home, redis_server.url)
+    env["AIDETECT_BLOBS"] = blobs
+    env["AIDETECT_HOME"] = str(tmp_path / "worker-home")  # its own data folder
+    env["AIDETECT_DATABASE_URL"] = f"sqlite:///{aidetect_home}/aidetect.sqlite"
+    w = start_worker(env, concurrency=1)
+    end = time.monotonic() + 120
+    while time.monotonic() < end and status_counts().get("done", 0) < 36:
+        time.sleep(0.3)
+    assert status_counts() == {"done": 36}, w.log()
+    assert "fetched from the blob layer" in w.log() or (tmp_path / "worker-home" / "models").is_dir()
+    assert list(layer.staging.keys("img/")) == []  # released once scored
+    assert worker_beats()[0]["host"]
+
+    out = subprocess.run([sys.executable, "-m", "aidetect.cli", "results", "--json"], env={
+        **pipeline_env(aidetect_home), "AIDETECT_BLOBS": blobs, "AIDETECT_BROKER_URL": redis_server.url,
+    }, capture_output=True, text=True, timeout=60)
+    rows = json.loads(out.stdout)
+    assert len(rows) == 36
+    for r in rows:
+        assert r["heatmap_error"] is None
+        assert Path(r["cam_path"]).is_file() and Path(r["overlay_path"]).is_file(), r
+        assert str(r["cam_path"]).startswith(str(aidetect_home / "heatmaps"))
