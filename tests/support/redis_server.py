@@ -31,7 +31,7 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, workdir: Path, port: int | None = None, persist: bool = True) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, persist: bool = True, bind: str = "127.0.0.1") -> None:
         self.binary = shutil.which("redis-server")
         if self.binary is None:
             raise FileNotFoundError("redis-server not installed")
@@ -39,6 +39,7 @@ class RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.persist = persist
+        self.bind = bind  # addresses to listen on, space-separated; 127.0.0.1 must be one
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -47,7 +48,7 @@ class RedisServer:
 
     def start(self, timeout: float = 15.0) -> RedisServer:
         args = [
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
+            self.binary, "--port", str(self.port), "--bind", *self.bind.split(), "--dir", str(self.workdir),
             "--save", "", "--protected-mode", "no", "--daemonize", "no",
             "--logfile", str(self.workdir / "redis.log"),
         ]

@@ -34,8 +34,14 @@ def keep(layer: BlobLayer, heatmap_dir: Path, *paths: str) -> list[str]:
     for p in paths:
         rel = Path(p).resolve().relative_to(heatmap_dir.resolve()).as_posix()
         key = HEATMAP_PREFIX + rel
-        with open(p, "rb") as fh:
-            layer.keeping.put(key, fh)
+        try:
+            with open(p, "rb") as fh:
+                layer.keeping.put(key, fh)
+        except FileNotFoundError:
+            # a redelivered batch beside the first one: the other process kept this file
+            # (put, then unlink) between our write and our read
+            if not layer.keeping.exists(key):
+                raise
         with contextlib.suppress(OSError):
             os.unlink(p)
         refs.append(REF + key)
