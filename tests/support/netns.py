@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -84,13 +85,29 @@ class Host:
 
 
 class Forward:
-    """Accepts on ``host:0`` (``.port``) and relays every connection to ``target``."""
+    """Accepts on ``host:0`` (``.port``) and relays every connection to ``target``: with
+    ``socat`` when it is installed (a C relay, a process per connection), else in threads of
+    this process (which then shares its CPU and GIL with the relay)."""
 
     def __init__(self, host: str, target: tuple[str, int]) -> None:
         self.target = target
+        self.proc: subprocess.Popen[bytes] | None = None
         self.server = socket.create_server((host, 0))
         self.port = int(self.server.getsockname()[1])
         self._stop = False
+        if shutil.which("socat"):
+            self.server.close()
+            self.proc = subprocess.Popen(
+                ["socat", f"TCP-LISTEN:{self.port},bind={host},fork,reuseaddr", f"TCP:{target[0]}:{target[1]}"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            for _ in range(100):
+                try:
+                    socket.create_connection((host, self.port), timeout=0.2).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            return
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -123,3 +140,6 @@ class Forward:
     def close(self) -> None:
         self._stop = True
         self.server.close()
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
