@@ -30,12 +30,14 @@ def main() -> int:
     ap.add_argument("--view", default="center", choices=("center", "crops"))
     ap.add_argument("--C", type=float, default=0.5, help="the probe's inverse L2 strength")
     ap.add_argument("--cnn", default="default", help="the CNN branch: a shipped model's name (or a folder)")
+    ap.add_argument("--hold-out-v2-test", action="store_true",
+                    help="fit without the v2 CNN's test split (to score v2 and v3 side by side on it)")
     args = ap.parse_args()
     if not args.cache.is_dir():
         print(f"error: {args.cache}: no feature cache (aidetect data features)", file=sys.stderr)
         return 2
     report = fit_fused_model(args.cache, args.datasets.split(","), args.out, view=args.view, C=args.C,
-                             cnn=args.cnn, progress=lambda name: print(f"  left out: {name}", file=sys.stderr))
+                             cnn=args.cnn, hold_out_v2_test=args.hold_out_v2_test, progress=lambda name: print(f"  left out: {name}", file=sys.stderr))
     print("| left-out source | v3: AUC | recall | FPR | confidently wrong | uncertain "
           "| CNN alone: AUC | recall | FPR | confidently wrong | uncertain |")
     print("| --- |" + " ---: |" * 10)

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not WEIGHTS_PATH.is_file(),
 
 
 def fused_model_dir(folder: Path, *, w_cnn: float, w_clip: float, bias: float = 0.0, seed: int = 0,
-                    views: str = "center", temperature: float = 1.0) -> Path:
+                    views: str = "center", temperature: float = 1.0, cnn_firm: float | None = None) -> Path:
     from aidetect.model.card import ModelCard
     from aidetect.model.checkpoint import save_model_dir
     from aidetect.model.fusion import FusionHead
@@ -32,7 +32,8 @@ def fused_model_dir(folder: Path, *, w_cnn: float, w_clip: float, bias: float = 
     head = FusionHead().set_from(feat_mean=np.zeros(512), feat_std=np.full(512, 0.05),
                                  probe_w=rng.normal(size=512) * 0.02, probe_b=0.1, w_cnn=w_cnn, w_clip=w_clip, bias=bias)
     card = ModelCard(architecture="fused_clip_cnn", input_size=224, temperature=temperature, threshold=0.5,
-                     uncertain_band=[0.3, 0.7], fusion={"cnn": "default", "clip": "clip_vit_b16", "clip_views": views})
+                     uncertain_band=[0.3, 0.7], fusion={"cnn": "default", "clip": "clip_vit_b16", "clip_views": views,
+                                                                     "cnn_firm": cnn_firm})
     return save_model_dir(head, card, folder)
 
 
@@ -59,7 +60,7 @@ def test_fused_verdicts_carry_each_branch_and_add_up(tmp_path: Path, images: lis
     big, bigger, small = det.classify(images, explain=True, heatmap_dir=tmp_path / "hm")
     for v in (big, bigger):
         b = v.branches
-        assert v.error is None and set(b) == {"cnn", "clip"}
+        assert v.error is None and set(b) == {"cnn", "clip", "skipped"} and b["skipped"] is None
         assert b["cnn"]["contribution"] == pytest.approx(0.8 * b["cnn"]["logit"], abs=1e-3)
         assert b["clip"]["contribution"] == pytest.approx(1.5 * b["clip"]["logit"], abs=1e-3)
         assert b["cnn"]["share"] + b["clip"]["share"] == pytest.approx(1.0, abs=1e-3)
@@ -69,8 +70,30 @@ def test_fused_verdicts_carry_each_branch_and_add_up(tmp_path: Path, images: lis
     # a 32 px image: the CNN branch's small-image model alone, and the verdict says so
     assert small.branches == {"cnn": {"logit": pytest.approx(small.branches["cnn"]["logit"]),
                                       "contribution": pytest.approx(small.branches["cnn"]["logit"]), "share": 1.0},
-                              "clip": None}
+                              "clip": None, "skipped": "image under 224 px"}
     assert small.scored_by != det.version and small.label in ("ai", "real")
+
+
+def test_the_cascade_runs_clip_only_where_the_cnn_is_not_firm(tmp_path: Path, images: list[Path]) -> None:
+    """``fusion.cnn_firm`` q: an image whose CNN verdict is firm (P >= q or <= 1 - q) keeps the CNN's
+    own verdict and heatmap, CLIP not run (and said so); the others are fused as without it."""
+    from aidetect.inference import Detector
+
+    plain = Detector(SHIPPED_MODEL_DIR).classify(images[:2], explain=True)
+    firmness = [max(v.prob_ai, 1 - v.prob_ai) for v in plain]
+    q = (firmness[0] + firmness[1]) / 2  # between the two: exactly one image is firm
+    assert abs(firmness[0] - firmness[1]) > 1e-3, firmness
+    cascade = Detector(fused_model_dir(tmp_path / "q", w_cnn=0.8, w_clip=1.5, cnn_firm=q))
+    fused = Detector(fused_model_dir(tmp_path / "f", w_cnn=0.8, w_clip=1.5))
+    got = cascade.classify(images[:2], explain=True)
+    ref = fused.classify(images[:2], explain=True)
+    for v, r, cnn, firm in zip(got, ref, plain, firmness, strict=True):
+        if firm >= q:
+            assert v.branches["clip"] is None and v.branches["skipped"].startswith("cnn firm")
+            assert v.prob_ai == pytest.approx(cnn.prob_ai) and v.label == cnn.label and "clip" not in v.timings
+            assert np.allclose(v.cam, cnn.cam, atol=1e-5, equal_nan=True)
+        else:
+            assert v.branches == r.branches and v.prob_ai == pytest.approx(r.prob_ai)
 
 
 def test_fused_heatmap_follows_the_branch_shares(tmp_path: Path, images: list[Path]) -> None:

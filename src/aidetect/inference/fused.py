@@ -10,7 +10,13 @@ two branches' heatmaps weighted by those shares: the CNN's CAM over what its vie
 CLIP branch's Grad-CAM (last block, patch tokens) over its 224 px views, summed and normalised;
 parts neither saw stay "not seen". Images under ``fusion.clip_min_side`` (the CNN routes them to
 its small-image model) are scored by the CNN branch alone (CLIP on an upscaled thumbnail says
-nothing), and their verdict says so. Knows nothing of Celery, SQL or Tk.
+nothing), and their verdict says so.
+
+The cascade (``fusion.cnn_firm``, a probability q): where the CNN branch is already firm (its
+calibrated P(ai) >= q or <= 1 - q, inside its training data), the CLIP branch is not run and the
+CNN's own verdict stands; ``branches.skipped`` says why CLIP did not vote. q is chosen on
+leave-one-source-out scores (docs/detector-v3.md) so that it costs no accuracy.
+Knows nothing of Celery, SQL or Tk.
 """
 
 from __future__ import annotations
@@ -72,6 +78,16 @@ class FusedScorer:
         self.clip = ClipBranch(clip_dir, self.head, owner.device, owner.amp_dtype,
                                str(fusion.get("clip_views", "center")), owner.cam_method)
         self.clip_min_side = int(fusion.get("clip_min_side", self.cnn.min_side or 0))
+        self.cnn_firm = float(fusion["cnn_firm"]) if fusion.get("cnn_firm") is not None else None
+
+    def skip_reason(self, views: ClipViews | None, c: Verdict) -> str | None:
+        """Why the CLIP branch does not vote on this image (None: it does)."""
+        if views is None:
+            return f"image under {self.clip_min_side} px"
+        firm = self.cnn_firm is not None and c.prob_ai is not None and not c.uncertain
+        if firm and max(c.prob_ai, 1 - c.prob_ai) >= self.cnn_firm:  # type: ignore[arg-type,operator]
+            return f"cnn firm (p >= {self.cnn_firm:g})"
+        return None
 
     def classify(self, items: list[ImageInput], explain: bool, target: str,
                  heatmap_dir: str | Path | None) -> list[Verdict]:
@@ -95,7 +111,8 @@ class FusedScorer:
         del images
         cnn_s = (time.perf_counter() - t0) / len(cnn)
         cnn_logit = np.array([log_odds(c.prob_ai) if c.prob_ai is not None else 0.0 for c in cnn])
-        with_clip = [k for k, cv in enumerate(clip_views) if cv is not None and cnn[k].error is None]
+        skipped = [None if c.error else self.skip_reason(cv, c) for cv, c in zip(clip_views, cnn, strict=True)]
+        with_clip = [k for k, c in enumerate(cnn) if c.error is None and skipped[k] is None]
         clip_logit = np.zeros(len(cnn))
         clip_cams: dict[int, np.ndarray] = {}
         t1 = time.perf_counter()
@@ -119,9 +136,9 @@ class FusedScorer:
             if c.error:
                 v.error = c.error
                 continue
-            self._verdict(v, c, float(cnn_logit[k]), float(clip_logit[k]) if k in with_clip else None,
-                          clip_views[k], clip_cams.get(k), d)
-            v.timings.update({"cnn": cnn_s, **({"clip": clip_s} if k in with_clip else {})})
+            self._verdict(v, c, float(cnn_logit[k]), float(clip_logit[k]) if skipped[k] is None else None,
+                          clip_views[k], clip_cams.get(k), d, skipped[k])
+            v.timings.update({"cnn": cnn_s, **({"clip": clip_s} if skipped[k] is None else {})})
             if out_dir is not None and v.cam is not None:
                 owner._write_files(v, out_dir, d.overlay_base)
             v.timings["total"] = sum(v.timings.values())
@@ -138,15 +155,16 @@ class FusedScorer:
         return 1.0 / (1.0 + np.exp(-np.asarray(fused, np.float64) / t))
 
     def _verdict(self, v: Verdict, c: Verdict, cnn_logit: float, clip_logit: float | None,
-                 views: ClipViews | None, clip_cam: np.ndarray | None, d: Decoded) -> None:
-        """Fill ``v`` from the CNN branch's verdict ``c`` and the CLIP branch's logit."""
+                 views: ClipViews | None, clip_cam: np.ndarray | None, d: Decoded, skipped: str | None = None) -> None:
+        """Fill ``v`` from the CNN branch's verdict ``c`` and the CLIP branch's logit (None: the
+        CNN's verdict alone, for the reason ``skipped``)."""
         v.tiles, v.seen, v.ood_score, v.scored_by = c.tiles, c.seen, c.ood_score, c.scored_by
         v.cam_method, v.cam_target, v.cam_class = c.cam_method, c.cam_target, c.cam_class
         outside = c.uncertain_reason == "outside training data"
-        if clip_logit is None:  # the CNN branch alone (a small image): its own calibrated verdict
+        if clip_logit is None:  # the CNN branch alone (small image, or firm): its own calibrated verdict
             v.prob_ai, v.label, v.uncertain, v.uncertain_reason = c.prob_ai, c.label, c.uncertain, c.uncertain_reason
             v.branches = {"cnn": {"logit": round(cnn_logit, 4), "contribution": round(cnn_logit, 4), "share": 1.0},
-                          "clip": None}
+                          "clip": None, "skipped": skipped}
             v.cam = c.cam
             return
         with torch.no_grad():
@@ -161,6 +179,7 @@ class FusedScorer:
             name: {"logit": round(lg, 4), "contribution": round(float(ct), 4), "share": round(float(sh), 4)}
             for name, lg, ct, sh in zip(("cnn", "clip"), (cnn_logit, clip_logit), contrib, share, strict=True)
         }
+        v.branches["skipped"] = None
         if c.cam is not None and clip_cam is not None and views is not None:
             v.cam_class = v.label if v.cam_target != "other" else ("real" if v.label == "ai" else "ai")
             v.cam = fused_heatmap(c.cam, stitch(clip_cam, views.plan, d.width, d.height), share)
@@ -181,7 +200,8 @@ def branch_summary(branches: dict[str, Any] | None) -> str:
     """``cnn 62 % · clip 38 %``: what a person reads next to the verdict."""
     if not branches:
         return ""
-    return " · ".join(f"{k} {b['share'] * 100:.0f} %" for k, b in branches.items() if b)
+    text = " · ".join(f"{k} {b['share'] * 100:.0f} %" for k, b in branches.items() if isinstance(b, dict))
+    return f"{text} (clip skipped: {branches['skipped']})" if branches.get("skipped") else text
 
 
 __all__ = ["FusedScorer", "branch_summary", "fused_heatmap", "log_odds"]

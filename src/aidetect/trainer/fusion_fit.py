@@ -49,6 +49,16 @@ class Pooled:
     generators: np.ndarray
     v2_split: np.ndarray  # shared sets: the split the v2 CNN was trained with ("" elsewhere)
 
+    def subset(self, keep: np.ndarray) -> Pooled:
+        return Pooled(*(getattr(self, f)[keep] for f in ("y", "groups", "sources", "clip", "cnn", "generators",
+                                                         "v2_split")))
+
+    def without_v2_test(self) -> Pooled:
+        """The rows outside the v2 CNN's test split and outside every group that has a row in it:
+        a head fitted on them can be scored on that split beside v2 (``aidetect evaluate``)."""
+        held = set(self.groups[self.v2_split == "test"].tolist())
+        return self.subset(~np.isin(self.groups, list(held)))
+
 
 def pool(cache: Path, names: list[str], view: str, cnn_temperature: float) -> Pooled:
     """Rows of the cached data sets ``names`` (CLIP view ``view``); the cache's CNN score
@@ -135,9 +145,11 @@ def leave_one_source_out(d: Pooled, C: float = 0.5, folds: int = 3, oof: str = "
 
 def fit_fused_model(cache: Path, names: list[str], out_dir: Path, *, view: str = "center", C: float = 0.5,
                     cnn: str = "default", clip: str = "clip_vit_b16", cnn_dir: Path | None = None,
-                    progress: Any = None) -> dict[str, Any]:
+                    hold_out_v2_test: bool = False, progress: Any = None) -> dict[str, Any]:
     """The whole recipe: pooled rows, left-out scores and calibration, the final head on every
-    row, the model directory. Returns the report (also in the card's ``metrics``)."""
+    row, the model directory. Returns the report (also in the card's ``metrics``).
+    ``hold_out_v2_test``: fit without the v2 CNN's test split (:meth:`Pooled.without_v2_test`), for
+    scoring v2 and v3 side by side on it (robustness rows)."""
     import torch
 
     from aidetect.config import SHIPPED_MODEL_DIR
@@ -148,6 +160,8 @@ def fit_fused_model(cache: Path, names: list[str], out_dir: Path, *, view: str =
     t0 = time.time()
     cnn_card = ModelCard.load(cnn_dir or (SHIPPED_MODEL_DIR.parent / cnn))
     d = pool(cache, names, view, float(cnn_card.temperature or 1.0))
+    if hold_out_v2_test:
+        d = d.without_v2_test()
     s_loso, units = leave_one_source_out(d, C=C, progress=progress)
     w_all = balanced_weights(d.y, d.sources)
     cal = calibrate(s_loso, d.y, w_all)
@@ -174,7 +188,7 @@ def fit_fused_model(cache: Path, names: list[str], out_dir: Path, *, view: str =
         architecture=ARCHITECTURE, input_size=cnn_card.input_size, temperature=round(cal.temperature, 6),
         threshold=0.5, uncertain_band=[round(lo, 4), round(hi, 4)],
         fusion={"cnn": cnn, "clip": clip, "clip_views": view, "clip_min_side": int(cnn_card.domain.get("min_side", 0))},
-        data={"cache": str(cache), "datasets": names, "view": view, "C": C},
+        data={"cache": str(cache), "datasets": names, "view": view, "C": C, "hold_out_v2_test": hold_out_v2_test},
         metrics=report, training={"recipe": "aidetect.trainer.fusion_fit", "seconds": report["fit_seconds"],
                                   "torch": torch.__version__},
     )
