@@ -191,6 +191,20 @@ def stage_for_workers(ids: list[int]) -> list[int]:
     return [i for i in ids if i not in failed]
 
 
+def queue_for_workers(ids: Sequence[int], batch_size: int | None = None, force: bool = False) -> int:
+    """Send ``ids`` to the workers (:func:`aidetect.worker.broker.enqueue`); with a blob
+    layer, each batch is staged just before it is sent, so workers start on the first batch
+    while the rest is staged (images that could not be staged are failed, not sent).
+    Returns the number of tasks sent."""
+    from aidetect.blobs import blob_layer
+
+    if blob_layer() is None:
+        return broker.enqueue(ids, batch_size=batch_size, force=force)
+    size = max(1, batch_size or get_settings().task_batch_size)
+    return sum(broker.enqueue(stage_for_workers(part), batch_size=size, force=force)
+               for part in broker.batches(list(ids), size))
+
+
 # -- the one submit path ---------------------------------------------------------------------
 ROUTES = ("auto", "workers", "inline")
 InlineScoring = Callable[[list[int], Callable[[int], None] | None], object]
@@ -270,8 +284,7 @@ def dispatch(
     if on_route is not None:
         on_route(reg, chosen, workers)
     if chosen == "workers":
-        ids = stage_for_workers(list(reg))
-        tasks = broker.enqueue(ids, batch_size=batch_size, force=force)
+        tasks = queue_for_workers(list(reg), batch_size=batch_size, force=force)
         return Submission(reg, "workers", workers, tasks)
     if scorer is not None:
         scorer(list(reg), progress)

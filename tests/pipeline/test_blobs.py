@@ -65,6 +65,31 @@ def test_put_once_stream_in_chunks_delete(layer: BlobLayer) -> None:
     assert layer.keeping.read("heatmaps/ab/x.cam.png") == b"png"
 
 
+def test_many_at_once(layer: BlobLayer) -> None:
+    """A batch's heatmaps in one put_many (one transaction in the store), a batch's staged
+    bytes in one read_many (pipelines in Redis): the same answers as one by one."""
+    big = hashlib.sha256(b"y").digest() * ((2 * CHUNK_BYTES) // 32 + 1)  # 3 chunks
+    assert layer.keeping.put_bytes("heatmaps/aa/there.png", b"old")
+    items = [("heatmaps/aa/b.png", io.BytesIO(b"b")), ("heatmaps/aa/a.jpg", io.BytesIO(big)),
+             ("heatmaps/aa/there.png", io.BytesIO(b"new")), ("heatmaps/aa/b.png", io.BytesIO(b"again"))]
+    assert layer.keeping.put_many(items) == [True, True, False, False]
+    assert layer.keeping.read("heatmaps/aa/a.jpg") == big and layer.keeping.read("heatmaps/aa/b.png") == b"b"
+    assert layer.keeping.read("heatmaps/aa/there.png") == b"old"
+    assert layer.keeping.put_many([]) == []
+
+    keys = [image_key(hashlib.sha256(bytes([i])).hexdigest()) for i in range(3)]
+    layer.staging.put(keys[0], io.BytesIO(big), ttl_s=600)
+    layer.staging.put_bytes(keys[1], b"", ttl_s=600)
+    got = layer.staging.read_many([*keys, keys[0]])
+    assert set(got) == set(keys) and got[keys[0]] == big and got[keys[1]] == b""
+    assert isinstance(got[keys[2]], BlobMissing)
+    small = layer.staging.read_many(keys[:2], max_bytes=CHUNK_BYTES)
+    assert isinstance(small[keys[0]], ImageLoadError) and "over the limit" in str(small[keys[0]])
+    assert small[keys[1]] == b""
+    assert layer.staging.delete([*keys, keys[0]]) == 2
+    assert not any(layer.staging.exists(k) for k in keys)
+
+
 def test_ttl_expires_staged_bytes(layer: BlobLayer) -> None:
     key = image_key("1" * 64)
     layer.staging.put_bytes(key, b"abc", ttl_s=1)
@@ -92,6 +117,9 @@ def test_stage_release_and_sweep(layer: BlobLayer, tmp_path: Path) -> None:
     shas = {hashlib.sha256(p.read_bytes()).hexdigest() for p in paths[:3]}
     assert {k[4:] for k in layer.staging.keys("img/")} == shas
     assert staging.read_staged(sorted(shas)[0], layer)
+    many = staging.read_staged_many([*sorted(shas), "3" * 64], layer)
+    assert all(isinstance(many[s], bytes) and many[s] for s in shas)
+    assert isinstance(many["3" * 64], ImageLoadError) and many["3" * 64].reason == staging.GONE
     # one content final, one still waiting: release deletes only the final one
     done_id, waiting_id = list(reg)[0], list(reg)[1]
     writes.mark_failed([done_id], "test")

@@ -38,6 +38,10 @@ def image_key(sha256: str) -> str:
     return IMAGE_PREFIX + sha256
 
 
+def too_large(size: int, max_bytes: int) -> ImageLoadError:
+    return ImageLoadError(f"refused: {size} bytes is over the limit of {max_bytes} bytes per file")
+
+
 def check_key(key: str) -> str:
     if not _KEY.fullmatch(key) or ".." in key.split("/") or key.startswith("/"):
         raise ValueError(f"not a blob key: {key!r}")
@@ -76,13 +80,30 @@ class BlobBackend(ABC):
     def put_bytes(self, key: str, data: bytes, ttl_s: float | None = None) -> bool:
         return self.put(key, io.BytesIO(data), ttl_s)
 
+    def put_many(self, items: Sequence[tuple[str, BinaryIO]], ttl_s: float | None = None) -> list[bool]:
+        """:meth:`put` of several blobs (a backend may do it in one round trip or one
+        transaction); per item, whether it was stored now."""
+        return [self.put(key, stream, ttl_s) for key, stream in items]
+
+    def read_many(self, keys: Sequence[str], max_bytes: int = MAX_FILE_BYTES) -> dict[str, bytes | AidetectError]:
+        """:meth:`read` of several blobs (a backend may fetch them in a few round trips):
+        per key its bytes, or the :class:`BlobMissing` / :class:`ImageLoadError` that
+        :meth:`read` raises. :class:`BlobsUnavailable` when the backend cannot be reached."""
+        out: dict[str, bytes | AidetectError] = {}
+        for key in keys:
+            try:
+                out[key] = self.read(key, max_bytes)
+            except (BlobMissing, ImageLoadError) as exc:
+                out[key] = exc
+        return out
+
     def read(self, key: str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
         """The whole blob, at most ``max_bytes`` (the file reader's limit per input: the
         same one-line refusal as :func:`aidetect.model.decode.read_file_bytes`)."""
         with self.open(key) as fh:
             size = getattr(fh, "size", None)
             if size is not None and size > max_bytes:
-                raise ImageLoadError(f"refused: {size} bytes is over the limit of {max_bytes} bytes per file")
+                raise too_large(size, max_bytes)
             data = fh.read(max_bytes + 1)
         if len(data) > max_bytes:
             raise ImageLoadError(f"refused: over the limit of {max_bytes} bytes per file")

@@ -28,24 +28,28 @@ def is_ref(path: str | None) -> bool:
 
 
 def keep(layer: BlobLayer, heatmap_dir: Path, *paths: str) -> list[str]:
-    """Put the heatmap files ``paths`` (under ``heatmap_dir``) into the blob layer and delete
-    the local files; returns their references (``blob:heatmaps/...``), in order."""
-    refs = []
+    """Put the heatmap files ``paths`` (under ``heatmap_dir``) into the blob layer, all in
+    one go (one transaction in the store: a batch's heatmaps cost one commit), and delete the
+    local files; returns their references (``blob:heatmaps/...``), in order."""
+    keys = [HEATMAP_PREFIX + Path(p).resolve().relative_to(heatmap_dir.resolve()).as_posix() for p in paths]
+    vanished = []
+    with contextlib.ExitStack() as files:
+        items = []
+        for p, key in zip(paths, keys, strict=True):
+            try:
+                items.append((key, files.enter_context(open(p, "rb"))))
+            except FileNotFoundError:
+                vanished.append((p, key))
+        layer.keeping.put_many(items)
+    for p, key in vanished:
+        # a redelivered batch beside the first one: the other process kept this file
+        # (put, then unlink) between our write and our read
+        if not layer.keeping.exists(key):
+            raise FileNotFoundError(f"heatmap {p} is gone and was not kept")
     for p in paths:
-        rel = Path(p).resolve().relative_to(heatmap_dir.resolve()).as_posix()
-        key = HEATMAP_PREFIX + rel
-        try:
-            with open(p, "rb") as fh:
-                layer.keeping.put(key, fh)
-        except FileNotFoundError:
-            # a redelivered batch beside the first one: the other process kept this file
-            # (put, then unlink) between our write and our read
-            if not layer.keeping.exists(key):
-                raise
         with contextlib.suppress(OSError):
             os.unlink(p)
-        refs.append(REF + key)
-    return refs
+    return [REF + key for key in keys]
 
 
 def local_path(path: str | None, layer: BlobLayer | None = None, heatmap_dir: Path | None = None) -> str | None:

@@ -127,6 +127,26 @@ def read_staged(sha: str, layer: BlobLayer, max_bytes: int = MAX_FILE_BYTES) -> 
         raise ImageLoadError(f"staged bytes not readable: {exc}") from None
 
 
+def read_staged_many(shas: Sequence[str], layer: BlobLayer,
+                     max_bytes: int = MAX_FILE_BYTES) -> dict[str, bytes | ImageLoadError]:
+    """:func:`read_staged` for a batch in few round trips (one pipeline of Redis): per
+    content its bytes or the :class:`ImageLoadError` with the reason."""
+    keys = {image_key(s): s for s in dict.fromkeys(shas)}
+    try:
+        got = layer.staging.read_many(list(keys), max_bytes)
+    except BlobsUnavailable as exc:
+        err = ImageLoadError(f"staged bytes not readable: {exc}")
+        return dict.fromkeys(keys.values(), err)
+    out: dict[str, bytes | ImageLoadError] = {}
+    for key, sha in keys.items():
+        value = got[key]
+        if isinstance(value, bytes | ImageLoadError):
+            out[sha] = value
+        else:  # BlobMissing
+            out[sha] = ImageLoadError(GONE)
+    return out
+
+
 def release(shas: Iterable[str], layer: BlobLayer | None = None) -> int:
     """Delete the staged bytes of the contents in ``shas`` whose rows are all final now;
     returns how many were deleted."""

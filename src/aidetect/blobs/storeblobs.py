@@ -26,6 +26,9 @@ class StoreBlobs(BlobBackend):
     def put(self, key: str, stream: BinaryIO, ttl_s: float | None = None) -> bool:
         return sql.put_blob(check_key(key), stream, CHUNK_BYTES, ttl_s)
 
+    def put_many(self, items: Sequence[tuple[str, BinaryIO]], ttl_s: float | None = None) -> list[bool]:
+        return sql.put_blobs([(check_key(k), stream) for k, stream in items], CHUNK_BYTES, ttl_s)
+
     def open(self, key: str) -> BinaryIO:
         info = sql.blob_info(check_key(key))
         if info is None:

@@ -87,7 +87,6 @@ def _wait_for_results(
     """Poll the store until every id is done or failed; re-send images whose tasks seem lost
     (no progress for ``stall_timeout`` s while work is pending and a worker is alive)."""
     from aidetect.store.status import live_workers, pending_ids
-    from aidetect.worker.broker import enqueue
 
     total = len(ids)
     t0 = time.monotonic()
@@ -110,9 +109,9 @@ def _wait_for_results(
                 alive = len(live_workers())
                 if alive:
                     pend = pending_ids(ids)
-                    from aidetect.ingest import stage_for_workers
+                    from aidetect.ingest import queue_for_workers
 
-                    n = enqueue(stage_for_workers(pend), batch_size=batch_size, force=force)
+                    n = queue_for_workers(pend, batch_size=batch_size, force=force)
                     console.print(f"no progress for {stall_timeout:.0f}s: re-sent {len(pend)} pending images ({n} tasks)")
                 elif not warned_no_worker:
                     console.print("[yellow]no worker is alive: start one with `aidetect worker` (the queued work waits)")

@@ -151,7 +151,7 @@ def _requeue_stranded(older_than_s: float = 0.0) -> int | None:
     held them, a broker that lost its data while we were down): enqueue them again. Only
     when the queue is empty, so a backlog is not doubled (a doubled task is harmless: the
     task skips what is already scored). Returns None while the queue is not empty."""
-    from aidetect.ingest import stage_for_workers
+    from aidetect.ingest import queue_for_workers
     from aidetect.store.status import stranded_ids
     from aidetect.worker import broker
 
@@ -160,7 +160,7 @@ def _requeue_stranded(older_than_s: float = 0.0) -> int | None:
         return None
     ids = stranded_ids(older_than_s=older_than_s)
     if ids:
-        broker.enqueue(stage_for_workers(ids))
+        queue_for_workers(ids)
         click.echo(f"aidetect up: re-queued {len(ids)} images whose batch was lost", err=True)
     return len(ids)
 
@@ -168,13 +168,12 @@ def _requeue_stranded(older_than_s: float = 0.0) -> int | None:
 def _requeue_processing() -> int:
     """After our worker died: the images it was scoring (``processing``) lost their message
     (embedded broker) or wait for the visibility timeout (Redis); queue them now."""
-    from aidetect.ingest import stage_for_workers
+    from aidetect.ingest import queue_for_workers
     from aidetect.store.status import stranded_ids
-    from aidetect.worker import broker
 
     ids = stranded_ids(status=("processing",))
     if ids:
-        broker.enqueue(stage_for_workers(ids))
+        queue_for_workers(ids)
         click.echo(f"aidetect up: re-queued {len(ids)} images the dead worker held", err=True)
     return len(ids)
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
 from typing import BinaryIO
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 
 from aidetect.store.engine import read_engine, session_scope
 from aidetect.store.migrate import init_db
@@ -22,21 +22,65 @@ def put_blob(key: str, stream: BinaryIO, chunk_size: int, ttl_s: float | None = 
     """Store the bytes of ``stream`` under ``key`` in chunks of ``chunk_size``; False (and
     nothing read) when ``key`` is already there. ``ttl_s``: the blob expires (readers stop
     seeing it, :func:`delete_expired` removes it); None keeps it."""
+    return put_blobs([(key, stream)], chunk_size, ttl_s)[0]
+
+
+PENDING_BYTES = 16 << 20  # chunk rows sent per statement (executemany) up to this size: memory stays bounded
+
+
+def put_blobs(items: Sequence[tuple[str, BinaryIO]], chunk_size: int, ttl_s: float | None = None) -> list[bool]:
+    """:func:`put_blob` for several blobs in one transaction (a batch's heatmaps: one commit
+    and a few statements, not five statements and a commit per file). Keys are taken in
+    sorted order, so two writers of overlapping keys wait for each other, never deadlock.
+    Returns, per item, whether it was stored now (False: there already, stream not read)."""
+    if not items:
+        return []
     init_db()
     now = utcnow()
+    expires = now + timedelta(seconds=ttl_s) if ttl_s else None
+    keys = sorted({k for k, _s in items})
+    stored: set[str] = set()
     with session_scope() as s:
-        s.execute(delete(Blob).where(Blob.key == key, Blob.expires.is_not(None), Blob.expires <= now))
-        expires = now + timedelta(seconds=ttl_s) if ttl_s else None
-        ins = _insert(s)(Blob).values(key=key, size=0, chunks=0, created=now, expires=expires)
-        if s.execute(ins.on_conflict_do_nothing(index_elements=["key"]).returning(Blob.key)).scalar() is None:
-            return False  # there already (a concurrent writer of the same key waited for it)
-        seq = size = 0
-        while data := stream.read(chunk_size):
-            s.execute(BlobChunk.__table__.insert().values(key=key, seq=seq, data=data))
-            seq += 1
-            size += len(data)
-        s.execute(update(Blob).where(Blob.key == key).values(size=size, chunks=seq))
-    return True
+        for part in chunks(keys):
+            s.execute(delete(Blob).where(Blob.key.in_(part), Blob.expires.is_not(None), Blob.expires <= now))
+        ins = _insert(s)
+        for part in chunks(keys):
+            stmt = ins(Blob).values([{"key": k, "size": 0, "chunks": 0, "created": now, "expires": expires} for k in part])
+            # a key there already (or being written by another transaction, which we wait for) is left alone
+            stored.update(s.scalars(stmt.on_conflict_do_nothing(index_elements=["key"]).returning(Blob.key)).all())
+        rows: list[dict[str, object]] = []
+        pending = 0
+        sizes: list[dict[str, object]] = []
+        todo = set(stored)
+        for key, stream in sorted(items, key=lambda kv: kv[0]):
+            if key not in todo:
+                continue
+            todo.discard(key)  # a key given twice is stored once
+            seq = size = 0
+            while data := stream.read(chunk_size):
+                rows.append({"key": key, "seq": seq, "data": data})
+                seq += 1
+                size += len(data)
+                pending += len(data)
+                if pending >= PENDING_BYTES:
+                    s.execute(BlobChunk.__table__.insert(), rows)
+                    rows, pending = [], 0
+            sizes.append({"b_key": key, "b_size": size, "b_chunks": seq})
+        if rows:
+            s.execute(BlobChunk.__table__.insert(), rows)
+        if sizes:
+            blobs_t = Blob.__table__
+            s.execute(
+                update(blobs_t).where(blobs_t.c.key == bindparam("b_key"))
+                .values(size=bindparam("b_size"), chunks=bindparam("b_chunks")),
+                sizes,
+            )
+    seen: set[str] = set()
+    out = []
+    for key, _stream in items:
+        out.append(key in stored and key not in seen)
+        seen.add(key)
+    return out
 
 
 def blob_info(key: str) -> tuple[int, int] | None:

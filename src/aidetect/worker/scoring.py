@@ -38,6 +38,7 @@ class BatchReport:
     model_version: str = ""
     seconds: float = 0.0
     errors: dict[int, str] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per step of the batch
 
 
 def _one_line(exc: BaseException | str) -> str:
@@ -71,19 +72,47 @@ class BatchScorer:
 
     def _inputs(self, todo: list[tuple[int, str, str | None]], layer: BlobLayer | None) -> list[Any]:
         """What to classify for each claimed image: its path, or, where this host cannot see
-        the path, the staged bytes (an :class:`_ErrorVerdict` when those cannot be read)."""
-        from aidetect.blobs.staging import read_staged
+        the path, the staged bytes, read for the whole batch at once (an
+        :class:`_ErrorVerdict` when those cannot be read)."""
+        remote = {sha for _i, path, sha in todo if layer is not None and sha and not os.path.lexists(path)}
+        staged: dict[str, Any] = {}
+        if remote and layer is not None:
+            from aidetect.blobs.staging import read_staged_many
 
+            staged = read_staged_many(sorted(remote), layer)
         out: list[Any] = []
         for _image_id, path, sha in todo:
-            if layer is None or not sha or os.path.lexists(path):
+            got = staged.get(sha) if sha else None
+            if got is None:
                 out.append(path)
-                continue
-            try:
-                out.append(read_staged(sha, layer))
-            except ImageLoadError as exc:
-                out.append(_ErrorVerdict(exc.reason))
+            elif isinstance(got, ImageLoadError):
+                out.append(_ErrorVerdict(got.reason))
+            else:
+                out.append(got)
         return out
+
+    @staticmethod
+    def _keep_heatmaps(layer: BlobLayer, heatmap_dir: Path, preds: dict[int, dict[str, Any]]) -> None:
+        """Put the batch's heatmap files into the blob layer in one go (the predictions then
+        record ``blob:`` references); if that fails, image by image, so one bad file costs
+        only its own heatmap (the verdict stands without it)."""
+        from aidetect.blobs.heatmaps import keep
+
+        paths = [p for pred in preds.values() for p in (pred["cam_path"], pred["overlay_path"])]
+        try:
+            refs = iter(keep(layer, heatmap_dir, *paths))
+            for pred in preds.values():
+                pred["cam_path"], pred["overlay_path"] = next(refs), next(refs)
+            return
+        except Exception as exc:  # noqa: BLE001 - retried one by one below
+            log.warning("heatmaps of a batch not kept in one go (%s); keeping them one by one", _one_line(exc))
+        for image_id, pred in preds.items():
+            try:
+                pred["cam_path"], pred["overlay_path"] = keep(layer, heatmap_dir, pred["cam_path"], pred["overlay_path"])
+            except Exception as exc:  # noqa: BLE001 - the verdict stands without a heatmap
+                pred["heatmap_error"] = f"heatmap not kept in the blob layer ({_one_line(exc)})"
+                pred["cam_path"] = pred["overlay_path"] = None
+                log.warning("heatmap for image %s not kept: %s", image_id, pred["heatmap_error"])
 
     def _classify(self, items: list[Any], heatmap_dir: Path) -> list[Any]:
         todo = [i for i, x in enumerate(items) if not isinstance(x, _ErrorVerdict)]
@@ -110,7 +139,10 @@ class BatchScorer:
         t0 = time.perf_counter()
         version = self.ensure_model()
         report = BatchReport(model_version=version)
+        t_claim = time.perf_counter()
+        report.phases["model"] = t_claim - t0
         claim = writes.claim(image_ids, version, force=force)
+        report.phases["claim"] = time.perf_counter() - t_claim
         report.skipped = claim.skipped
         todo = claim.todo
         if not todo:
@@ -121,10 +153,15 @@ class BatchScorer:
         # a file, removed with its parent, disk full) each verdict is stored with heatmap_error
         heatmap_dir = get_settings().heatmap_dir
         layer = blob_layer()
+        t_in = time.perf_counter()
+        inputs = self._inputs(todo, layer)
         t_inf = time.perf_counter()
-        verdicts = self._classify(self._inputs(todo, layer), heatmap_dir)  # CAM files written here
+        verdicts = self._classify(inputs, heatmap_dir)  # CAM files written here
         inf_s = time.perf_counter() - t_inf
+        report.phases.update(inputs=t_inf - t_in, classify=inf_s)
+        t_keep = time.perf_counter()
         outcomes: list[writes.ScoreRecord] = []
+        to_keep: dict[int, dict[str, Any]] = {}  # image id -> its prediction, heatmaps to keep
         for (image_id, _path, sha), v in zip(todo, verdicts, strict=True):
             img_vals: dict[str, Any] = {}
             for attr in ("width", "height", "format"):
@@ -154,15 +191,6 @@ class BatchScorer:
                 except Exception as exc:  # noqa: BLE001 - the verdict stands without a heatmap
                     heatmap_error = f"{heatmap_dir}: heatmap not written ({_one_line(exc)})"
                     log.warning("heatmap for image %s not saved: %s", image_id, heatmap_error)
-            if layer is not None and cam_path and overlay_path:
-                try:  # every host reads them from the blob layer
-                    from aidetect.blobs.heatmaps import keep
-
-                    cam_path, overlay_path = keep(layer, heatmap_dir, cam_path, overlay_path)
-                except Exception as exc:  # noqa: BLE001 - the verdict stands without a heatmap
-                    heatmap_error = f"heatmap not kept in the blob layer ({_one_line(exc)})"
-                    cam_path = overlay_path = None
-                    log.warning("heatmap for image %s not kept: %s", image_id, heatmap_error)
             timings = {k: round(float(x), 6) for k, x in (getattr(v, "timings", None) or {}).items()}
             timings["batch_s"] = round(inf_s, 4)
             timings["batch_size"] = len(todo)
@@ -183,12 +211,20 @@ class BatchScorer:
                 "worker": self.worker_name,
                 "created": utcnow(),
             }
+            if layer is not None and cam_path and overlay_path:
+                to_keep[image_id] = pred  # every host reads them from the blob layer
             img_vals.update(status="done", error=None, evidence=v.evidence)
             outcomes.append(writes.ScoreRecord(image_id, img_vals, pred))
             report.done += 1
+        if layer is not None and to_keep:
+            self._keep_heatmaps(layer, heatmap_dir, to_keep)
+        t_rec = time.perf_counter()
+        report.phases["heatmaps"] = t_rec - t_keep
         if layer is not None:
             outcomes = _drop_overtaken(outcomes, todo)
         writes.record(outcomes)
+        t_rel = time.perf_counter()
+        report.phases["record"] = t_rel - t_rec
         if layer is not None:  # the staged bytes of contents now final are not needed any more
             from aidetect.blobs.staging import release
 
@@ -196,6 +232,7 @@ class BatchScorer:
                 release([t[2] for t in todo if t[2]], layer)
             except Exception as exc:  # noqa: BLE001 - the sweep removes them later
                 log.warning("staged bytes not released: %s", _one_line(exc))
+            report.phases["release"] = time.perf_counter() - t_rel
         report.seconds = time.perf_counter() - t0
         return report
 

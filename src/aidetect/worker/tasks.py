@@ -87,8 +87,9 @@ def score_batch(image_ids: list[int], force: bool = False) -> dict[str, int]:
             return {"done": 0, "failed": len(image_ids), "skipped": 0}
         raise
     log.info(
-        "batch of %d: %d done, %d failed, %d skipped, model %s, %.2fs",
+        "batch of %d: %d done, %d failed, %d skipped, model %s, %.2fs (%s)",
         len(image_ids), report.done, report.failed, report.skipped, report.model_version, report.seconds,
+        " ".join(f"{k} {v:.3f}" for k, v in report.phases.items()),
     )
     return {"done": report.done, "failed": report.failed, "skipped": report.skipped}
 
