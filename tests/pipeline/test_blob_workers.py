@@ -66,3 +66,32 @@ def test_worker_scores_staged_bytes(
         assert r["heatmap_error"] is None
         assert Path(r["cam_path"]).is_file() and Path(r["overlay_path"]).is_file(), r
         assert str(r["cam_path"]).startswith(str(aidetect_home / "heatmaps"))
+
+
+def test_file_blobs_do_no_blob_work(aidetect_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AIDETECT_BLOBS=file (the default) adds no per-image work: the submitter stages nothing
+    and publishes no model, the scorer reads paths and keeps heatmaps in the local folder,
+    nothing is released; every blob entry point is made to fail if it is reached."""
+    from aidetect.blobs import heatmaps, models, staging
+    from aidetect.ingest import queue_for_workers, register_files, score_inline
+    from aidetect.store import blobs as sql
+    from aidetect.store.status import status_counts
+    from aidetect.worker import broker
+
+    def boom(*_a: object, **_k: object) -> None:
+        raise AssertionError("blob work with AIDETECT_BLOBS=file")
+
+    for mod, names in ((staging, ("stage_images", "read_staged", "read_staged_many", "release")),
+                       (heatmaps, ("keep",)), (models, ("publish",)),
+                       (sql, ("image_sources", "image_states", "put_blobs", "blob_info"))):
+        for name in names:
+            monkeypatch.setattr(mod, name, boom)
+    sent: list[list[int]] = []
+    monkeypatch.setattr(broker, "enqueue", lambda ids, batch_size=None, force=False: sent.append(list(ids)) or 1)
+    paths = write_images(tmp_path / "in", 5, side=64)
+    reg = register_files(paths)
+    assert queue_for_workers(list(reg)) == 1 and sent == [list(reg)]  # sent as they are, one call
+    score_inline(list(reg))
+    assert status_counts() == {"done": 5}
+    heat = aidetect_home / "heatmaps"
+    assert len([p for p in heat.rglob("*") if p.is_file()]) == 10  # CAM + overlay per image, local

@@ -74,9 +74,11 @@ class BatchScorer:
         """What to classify for each claimed image: its path, or, where this host cannot see
         the path, the staged bytes, read for the whole batch at once (an
         :class:`_ErrorVerdict` when those cannot be read)."""
-        remote = {sha for _i, path, sha in todo if layer is not None and sha and not os.path.lexists(path)}
+        if layer is None:  # AIDETECT_BLOBS=file: paths, as before the blob layer
+            return [path for _i, path, _sha in todo]
+        remote = {sha for _i, path, sha in todo if sha and not os.path.lexists(path)}
         staged: dict[str, Any] = {}
-        if remote and layer is not None:
+        if remote:
             from aidetect.blobs.staging import read_staged_many
 
             staged = read_staged_many(sorted(remote), layer)
@@ -151,8 +153,9 @@ class BatchScorer:
 
         # the heatmap folder is made (again) as files are written; if it cannot be (replaced by
         # a file, removed with its parent, disk full) each verdict is stored with heatmap_error
-        heatmap_dir = get_settings().heatmap_dir
-        layer = blob_layer()
+        settings = get_settings()
+        heatmap_dir = settings.heatmap_dir
+        layer = blob_layer(settings)  # None for AIDETECT_BLOBS=file: no blob work below
         t_in = time.perf_counter()
         inputs = self._inputs(todo, layer)
         t_inf = time.perf_counter()
