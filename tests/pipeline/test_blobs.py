@@ -90,6 +90,21 @@ def test_many_at_once(layer: BlobLayer) -> None:
     assert not any(layer.staging.exists(k) for k in keys)
 
 
+def test_generations(layer: BlobLayer) -> None:
+    """Every put and touch gives a blob a new generation; delete_if_unchanged deletes only a
+    blob whose generation is the one read (a put again after a delete is a new one too)."""
+    key = image_key("4" * 64)
+    assert layer.staging.touch(key, 600) is False and layer.staging.generations([key]) == {}
+    layer.staging.put_bytes(key, b"one", ttl_s=600)
+    (g1,) = layer.staging.generations([key]).values()
+    assert layer.staging.touch(key, 600) is True
+    (g2,) = layer.staging.generations([key]).values()
+    assert g2 != g1 and layer.staging.delete_if_unchanged({key: g1}) == 0 and layer.staging.exists(key)
+    assert layer.staging.delete_if_unchanged({key: g2}) == 1 and not layer.staging.exists(key)
+    layer.staging.put_bytes(key, b"two", ttl_s=600)
+    assert layer.staging.delete_if_unchanged({key: g2}) == 0 and layer.staging.read(key) == b"two"
+
+
 def test_ttl_expires_staged_bytes(layer: BlobLayer) -> None:
     key = image_key("1" * 64)
     layer.staging.put_bytes(key, b"abc", ttl_s=1)
@@ -163,3 +178,57 @@ def test_settings_and_unreachable(aidetect_home: Path, monkeypatch: pytest.Monke
     with pytest.raises(BlobsUnavailable, match="blobs: Redis not reachable at redis://127.0.0.1") as err:
         layer.check()
     assert "\n" not in str(err.value) and "secret" not in str(err.value)
+
+
+@pytest.mark.parametrize("when", ["between the check and the delete", "after the delete"])
+def test_rescan_while_the_worker_releases(layer: BlobLayer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          when: str) -> None:
+    """The race of issue 21: a worker releases a content's staged bytes (every row final) at
+    the moment `scan --rescan` re-registers that content and stages it (the bytes are there
+    already, so nothing is put). Provoked deterministically: the rescan runs inside the
+    worker's release, after it read the rows' states and before (or after) it deletes. Then
+    a host that cannot see the file scores the re-queued image: done, not "staged bytes
+    are gone"; and the bytes are released once it is final."""
+    from aidetect.blobs import staging
+    from aidetect.ingest import register_files, stage_for_workers
+    from aidetect.store.status import status_counts
+    from aidetect.worker.scoring import BatchScorer
+
+    paths = write_images(tmp_path / "in", 1, side=64)
+    ids = list(register_files(paths))
+    stage_for_workers(ids)
+    rescanned: list[int] = []
+
+    def rescan() -> None:
+        again = register_files(paths, rescan=True)  # `scan --rescan`: queued again ...
+        assert list(again) == ids and status_counts() == {"queued": 1}
+        assert stage_for_workers(list(again)) == ids  # ... and staged (or found staged)
+        rescanned.extend(again)
+
+    real_states, real_delete = staging.sql.image_states, type(layer.staging).delete_if_unchanged
+
+    def states_then_rescan(shas):  # noqa: ANN001, ANN202
+        out = real_states(shas)  # the worker saw "done"
+        if not rescanned and when.startswith("between"):
+            rescan()
+        return out
+
+    def delete_then_rescan(self, tokens):  # noqa: ANN001, ANN202
+        n = real_delete(self, tokens)
+        if not rescanned and when.startswith("after"):
+            assert n == 1
+            rescan()
+        return n
+
+    monkeypatch.setattr(staging.sql, "image_states", states_then_rescan)
+    monkeypatch.setattr(type(layer.staging), "delete_if_unchanged", delete_then_rescan)
+    scorer = BatchScorer()
+    first = scorer.score(ids)  # scored from the file; its release meets the rescan
+    assert first.done == 1 and rescanned == ids
+    assert status_counts() == {"queued": 1}
+    assert len(list(layer.staging.keys("img/"))) == 1  # the rescan's bytes survived the release
+    paths[0].unlink()  # from here on, a host that cannot see the file
+    second = scorer.score(ids, force=True)  # the rescan's task (`--rescan` forces)
+    assert (second.done, second.errors) == (1, {}), second.errors
+    assert status_counts() == {"done": 1}
+    assert list(layer.staging.keys("img/")) == []  # released once final

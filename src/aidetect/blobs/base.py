@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import BinaryIO
 
 from aidetect.errors import AidetectError, ImageLoadError
@@ -68,6 +68,22 @@ class BlobBackend(ABC):
     @abstractmethod
     def delete(self, keys: Sequence[str]) -> int:
         """Delete ``keys``; returns how many there were."""
+
+    @abstractmethod
+    def touch(self, key: str, ttl_s: float | None = None) -> bool:
+        """The blob is wanted again (a content queued again): give it a new generation, so
+        that a :meth:`delete_if_unchanged` with a token read before leaves it, and start its
+        TTL again (``ttl_s``; None: leave it). False when there is no blob (stage it)."""
+
+    @abstractmethod
+    def generations(self, keys: Sequence[str]) -> dict[str, object]:
+        """An opaque token per key that has a blob, new whenever the blob is put or touched."""
+
+    @abstractmethod
+    def delete_if_unchanged(self, tokens: Mapping[str, object]) -> int:
+        """Delete each key whose blob still has the generation ``tokens[key]`` (checked and
+        deleted atomically: a concurrent :meth:`touch` either comes first and keeps the blob,
+        or comes after and finds it gone); returns how many were deleted."""
 
     @abstractmethod
     def keys(self, prefix: str) -> Iterator[str]:

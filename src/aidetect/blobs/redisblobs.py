@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, BinaryIO
 
 import redis
@@ -32,11 +32,11 @@ TMP = "aidetect:blobtmp:"
 PIPELINE_CHUNKS = 64  # chunks (1 MiB each) fetched per round trip by read_many
 TMP_TTL_S = 3600  # a writer that dies half-way leaves a temporary key for at most this long
 
-# KEYS: tmp, data, meta; ARGV: size, chunks, ttl (0: keep)
+# KEYS: tmp, data, meta; ARGV: size, chunks, ttl (0: keep), generation
 _COMMIT = """
 if redis.call('exists', KEYS[3]) == 1 then redis.call('del', KEYS[1]); return 0 end
 if tonumber(ARGV[2]) > 0 then redis.call('rename', KEYS[1], KEYS[2]) end
-redis.call('hset', KEYS[3], 'size', ARGV[1], 'chunks', ARGV[2])
+redis.call('hset', KEYS[3], 'size', ARGV[1], 'chunks', ARGV[2], 'gen', ARGV[4])
 local ttl = tonumber(ARGV[3])
 if ttl > 0 then
   redis.call('expire', KEYS[3], ttl)
@@ -45,6 +45,33 @@ elseif tonumber(ARGV[2]) > 0 then
   redis.call('persist', KEYS[2])
 end
 return 1
+"""
+
+
+# KEYS: meta, data; ARGV: new generation, ttl (0: leave it)
+_TOUCH = """
+if redis.call('exists', KEYS[1]) == 0 then return 0 end
+redis.call('hset', KEYS[1], 'gen', ARGV[1])
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('expire', KEYS[1], ttl)
+  if redis.call('exists', KEYS[2]) == 1 then redis.call('expire', KEYS[2], ttl) end
+end
+return 1
+"""
+
+# KEYS: meta1, data1, meta2, data2, ...; ARGV: the generation each must still have ('' for a
+# blob staged before generations existed)
+_DELETE_IF = """
+local n = 0
+for i = 1, #ARGV do
+  local gen = redis.call('hget', KEYS[2 * i - 1], 'gen') or ''
+  if redis.call('exists', KEYS[2 * i - 1]) == 1 and gen == ARGV[i] then
+    redis.call('del', KEYS[2 * i - 1], KEYS[2 * i])
+    n = n + 1
+  end
+end
+return n
 """
 
 
@@ -58,6 +85,8 @@ class RedisBlobs(BlobBackend):
         self.name = f"redis ({redact_url(url)})"
         self.client = redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5, health_check_interval=30)
         self._commit = self.client.register_script(_COMMIT)
+        self._touch = self.client.register_script(_TOUCH)
+        self._delete_if = self.client.register_script(_DELETE_IF)
 
     def _call(self, fn: Any, *args: Any) -> Any:
         try:
@@ -80,7 +109,8 @@ class RedisBlobs(BlobBackend):
                 n += 1
                 size += len(data)
             ttl = max(1, int(ttl_s)) if ttl_s else 0
-            return bool(self._call(self._commit, [tmp, PREFIX + key, META + key], [size, n, ttl]))
+            gen = uuid.uuid4().hex  # every put a new generation (see touch, delete_if_unchanged)
+            return bool(self._call(self._commit, [tmp, PREFIX + key, META + key], [size, n, ttl, gen]))
         except BaseException:
             with contextlib.suppress(redis.exceptions.RedisError):
                 self.client.delete(tmp)
@@ -131,6 +161,29 @@ class RedisBlobs(BlobBackend):
 
     def exists(self, key: str) -> bool:
         return bool(self._call(self.client.exists, META + check_key(key)))
+
+    def touch(self, key: str, ttl_s: float | None = None) -> bool:
+        ttl = max(1, int(ttl_s)) if ttl_s else 0
+        return bool(self._call(self._touch, [META + check_key(key), PREFIX + key], [uuid.uuid4().hex, ttl]))
+
+    def generations(self, keys: Sequence[str]) -> dict[str, object]:
+        keys = list(dict.fromkeys(check_key(k) for k in keys))
+        if not keys:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hmget(META + key, "size", "gen")
+        got = self._call(pipe.execute)
+        return {k: (gen or b"").decode() for k, (size, gen) in zip(keys, got, strict=True) if size is not None}
+
+    def delete_if_unchanged(self, tokens: Mapping[str, object]) -> int:
+        items = [(check_key(k), str(t)) for k, t in tokens.items()]
+        n = 0
+        for i in range(0, len(items), 500):
+            part = items[i : i + 500]
+            names = [name for k, _t in part for name in (META + k, PREFIX + k)]
+            n += int(self._call(self._delete_if, names, [t for _k, t in part]))
+        return n
 
     def delete(self, keys: Sequence[str]) -> int:
         if not keys:

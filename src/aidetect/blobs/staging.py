@@ -93,7 +93,7 @@ def stage_images(image_ids: Sequence[int], layer: BlobLayer | None = None) -> St
             continue
         seen.add(sha)
         key = image_key(sha)
-        if layer.staging.exists(key):
+        if layer.staging.touch(key, layer.ttl_s):  # there already: a new generation keeps it from a release under way
             out.present += 1
             continue
         try:
@@ -149,14 +149,24 @@ def read_staged_many(shas: Sequence[str], layer: BlobLayer,
 
 def release(shas: Iterable[str], layer: BlobLayer | None = None) -> int:
     """Delete the staged bytes of the contents in ``shas`` whose rows are all final now;
-    returns how many were deleted."""
+    returns how many were deleted.
+
+    Safe against a content queued again meanwhile (``scan --rescan``, a re-queue): the
+    blobs' generations are read *before* the rows' states and a blob is deleted only if its
+    generation is unchanged. The submitter commits ``queued`` before it stages, and staging
+    a blob that is there gives it a new generation (:meth:`BlobBackend.touch`): so either
+    the states read here show it queued, or the generation changed, or the delete came
+    first and staging finds the blob gone and puts it again."""
     layer = layer or blob_layer()
     if layer is None:
         return 0
-    shas = [s for s in set(shas) if s]
-    states = sql.image_states(shas)
-    final = [s for s in shas if states.get(s, "done") in FINAL_STATUSES]
-    return layer.staging.delete([image_key(s) for s in final]) if final else 0
+    keys = {image_key(s): s for s in set(shas) if s}
+    tokens = layer.staging.generations(list(keys))  # first: see above
+    if not tokens:
+        return 0
+    states = sql.image_states([keys[k] for k in tokens])
+    final = {k: t for k, t in tokens.items() if states.get(keys[k], "done") in FINAL_STATUSES}
+    return layer.staging.delete_if_unchanged(final) if final else 0
 
 
 def sweep(layer: BlobLayer | None = None) -> int:

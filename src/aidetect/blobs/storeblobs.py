@@ -3,7 +3,7 @@ and ``blob_chunks``; the SQL is in :mod:`aidetect.store.blobs`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import BinaryIO
 
 from aidetect.blobs.base import (
@@ -38,6 +38,15 @@ class StoreBlobs(BlobBackend):
 
     def exists(self, key: str) -> bool:
         return sql.blob_info(check_key(key)) is not None
+
+    def touch(self, key: str, ttl_s: float | None = None) -> bool:
+        return sql.touch_blob(check_key(key), ttl_s)
+
+    def generations(self, keys: Sequence[str]) -> dict[str, object]:
+        return sql.generations([check_key(k) for k in keys])
+
+    def delete_if_unchanged(self, tokens: Mapping[str, object]) -> int:
+        return sql.delete_if_unchanged({check_key(k): t for k, t in tokens.items()})
 
     def delete(self, keys: Sequence[str]) -> int:
         return sql.delete_blobs([check_key(k) for k in keys])

@@ -5,7 +5,7 @@ read one chunk per query, so a large image never sits in one value or one result
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import BinaryIO
 
@@ -98,6 +98,50 @@ def read_chunk(key: str, seq: int) -> bytes | None:
     with read_engine().connect() as conn:
         data = conn.execute(select(BlobChunk.data).where(BlobChunk.key == key, BlobChunk.seq == seq)).scalar()
     return bytes(data) if data is not None else None
+
+
+def touch_blob(key: str, ttl_s: float | None = None) -> bool:
+    """A new generation for a live blob (``created`` is the generation: set at every put and
+    touch) and, with ``ttl_s``, a new expiry; False when there is none. On PostgreSQL this
+    waits for a :func:`delete_if_unchanged` holding the row, then finds it gone."""
+    init_db()
+    now = utcnow()
+    values: dict[str, object] = {"created": now}
+    if ttl_s:
+        values["expires"] = now + timedelta(seconds=ttl_s)
+    with session_scope() as s:
+        live = (Blob.expires.is_(None)) | (Blob.expires > now)
+        return bool(s.execute(update(Blob).where(Blob.key == key, live).values(**values)).rowcount)
+
+
+def generations(keys: Sequence[str]) -> dict[str, object]:
+    """{key: generation} of the live blobs among ``keys``."""
+    init_db()
+    now = utcnow()
+    out: dict[str, object] = {}
+    with read_engine().connect() as conn:
+        for part in chunks(sorted(set(keys))):
+            rows = conn.execute(select(Blob.key, Blob.created, Blob.expires).where(Blob.key.in_(part))).all()
+            out.update((r.key, r.created) for r in rows if r.expires is None or as_utc(r.expires) > now)
+    return out
+
+
+def delete_if_unchanged(tokens: Mapping[str, object]) -> int:
+    """Delete the blobs whose generation is still ``tokens[key]``, in one transaction that
+    locks their rows first (FOR UPDATE; SQLite's write transaction is exclusive anyway), so
+    a concurrent :func:`touch_blob` either came first (kept) or waits and finds it gone."""
+    if not tokens:
+        return 0
+    init_db()
+    gone: list[str] = []
+    with session_scope() as s:
+        for part in chunks(sorted(tokens)):
+            rows = s.execute(select(Blob.key, Blob.created).where(Blob.key.in_(part)).with_for_update()).all()
+            gone.extend(r.key for r in rows if r.created == tokens[r.key])
+        for part in chunks(gone):
+            s.execute(delete(BlobChunk).where(BlobChunk.key.in_(part)))
+            s.execute(delete(Blob).where(Blob.key.in_(part)))
+    return len(gone)
 
 
 def delete_blobs(keys: Sequence[str]) -> int:
