@@ -200,9 +200,20 @@ def queue_for_workers(ids: Sequence[int], batch_size: int | None = None, force: 
 
     if blob_layer() is None:
         return broker.enqueue(ids, batch_size=batch_size, force=force)
+    from aidetect.blobs import BlobsUnavailable
+
     size = max(1, batch_size or get_settings().task_batch_size)
-    return sum(broker.enqueue(stage_for_workers(part), batch_size=size, force=force)
-               for part in broker.batches(list(ids), size))
+    sent = handed = 0
+    try:
+        for part in broker.batches(list(ids), size):
+            sent += broker.enqueue(stage_for_workers(part), batch_size=size, force=force)
+            handed += len(part)
+    except (BlobsUnavailable, broker.BrokerUnavailable) as exc:
+        # Redis went away mid-way: what was sent stays sent (staged first); the rest is
+        # registered and queued in the store, and the same command (or `up`) sends it later
+        raise type(exc)(f"{exc}; {handed} of {len(ids)} images were sent, the other {len(ids) - handed} "
+                        "stay queued in the store: run the same command again once it answers") from None
+    return sent
 
 
 # -- the one submit path ---------------------------------------------------------------------

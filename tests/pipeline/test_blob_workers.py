@@ -95,3 +95,63 @@ def test_file_blobs_do_no_blob_work(aidetect_home: Path, tmp_path: Path, monkeyp
     assert status_counts() == {"done": 5}
     heat = aidetect_home / "heatmaps"
     assert len([p for p in heat.rglob("*") if p.is_file()]) == 10  # CAM + overlay per image, local
+
+
+def test_redis_down_mid_staging(
+    aidetect_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_server, start_worker  # noqa: ANN001
+) -> None:
+    """The Redis that holds the broker and the staged bytes stops (a real redis-server, SIGTERM)
+    while `aidetect scan` stages: the scan ends with one error line and exit 2; every image is
+    still registered and queued (none failed, nothing staged or sent is lost: Redis persists);
+    once Redis is back, the same scan with a real worker completes the work, one prediction
+    per image, and no staged bytes are left."""
+    import redis
+    from images import image_bytes
+    from sqlalchemy import func, select
+
+    from aidetect.store import Prediction, session_scope
+    from aidetect.store.status import status_counts
+
+    n = 300
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(n):  # ~70 KB each: staging all of them takes a while
+        (folder / f"img_{i:04d}.jpg").write_bytes(image_bytes(9000 + i, side=512, fmt="JPEG"))
+    env = pipeline_env(aidetect_home, redis_server.url) | {"AIDETECT_BLOBS": "redis"}
+    monkeypatch.setenv("AIDETECT_BROKER_URL", redis_server.url)
+    monkeypatch.setenv("AIDETECT_BLOBS", "redis")
+    client = redis.Redis(host="127.0.0.1", port=redis_server.port)
+
+    def staged() -> int:
+        return sum(1 for _ in client.scan_iter(match="aidetect:blobmeta:img/*", count=1000))
+
+    argv = [sys.executable, "-m", "aidetect.cli", "scan", str(folder), "--no-fallback"]
+    scan = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end = time.monotonic() + 120
+    while time.monotonic() < end and scan.poll() is None and staged() < 20:
+        time.sleep(0.005)
+    redis_server.stop()  # mid-staging: SIGTERM, its append-only file flushed
+    out, err = scan.communicate(timeout=180)
+    assert scan.returncode == 2, (out, err)
+    errors = [line for line in err.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert errors[0].startswith("aidetect: error: ") and ("Redis" in errors[0] or "broker" in errors[0]), errors[0]
+    assert "stay queued in the store: run the same command again" in errors[0], errors[0]
+    assert status_counts() == {"queued": n}  # all registered, none failed
+
+    redis_server.start()  # the same port, the same data
+    client = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    at_stop = staged()
+    assert 20 <= at_stop < n, f"Redis was stopped after {at_stop} of {n} staged"
+    start_worker(env)
+    again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert status_counts() == {"done": n}
+    with session_scope() as s:
+        per_image = s.execute(select(Prediction.image_id, func.count()).group_by(Prediction.image_id)).all()
+    assert len(per_image) == n and all(c == 1 for _i, c in per_image)  # nothing doubled
+    end = time.monotonic() + 30
+    while time.monotonic() < end and staged():
+        time.sleep(0.2)
+    assert staged() == 0, "staged bytes left after every image is final"
+    print(f"\nRedis stopped with {at_stop} of {n} images staged; first scan said: {errors[0]}")
