@@ -1,9 +1,10 @@
-"""Install a trained model directory as the shipped default, routing small images to a shipped model.
+"""Install a trained CNN model directory as the shipped ``fast`` model (Detector v2; the CNN branch of
+the fused default, Detector v3), routing small images to a shipped model.
 
     .venv/bin/python scripts/ship_default.py build/models/v2 [--small cifake]
 
 Copies ``model.safetensors``, ``card.json`` and ``ood.safetensors`` (when there) into
-``src/aidetect/shipped_models/default`` and writes into the card the routing rule of the Detector:
+``src/aidetect/shipped_models/fast`` and writes into the card the routing rule of the Detector:
 ``domain.min_side`` = the model's input size (it only ever sees native-resolution crops of that
 size) and ``small_images.model`` = the shipped model (``src/aidetect/shipped_models/<name>``) that scores
 images with a shorter side; with ``--window PX`` (default 512) the view rule of a fully
@@ -29,7 +30,7 @@ def ship(src: Path, small: str | None, views: dict[str, int] | None = None) -> P
     card = ModelCard.load(src)
     if views:
         card.views = views
-    dest = MODELS / "default"
+    dest = MODELS / "fast"
     if small is not None:
         if not (MODELS / small / CARD_FILE).is_file():
             raise SystemExit(f"error: no shipped model {small!r} under {MODELS}")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Reproduce the shipped default model (and the seed baseline) from ../shared/data/cifake.
-# Usage: scripts/train_default.sh [default|default36|dct|dct24|dct32|v2|npr-native|seed] [OUT]
-# The CIFAKE parquet set has train/validation/test splits: train on train (40k), select the
-# epoch and calibrate on validation (5k), report test (5k) in the card.
+# Reproduce the shipped models: the default (Detector v3, `default`), its CNN branch (`v2`, shipped as
+# `fast` by scripts/ship_default.py), the small-image model (`cifake`) and the baselines.
+# Usage: scripts/train_default.sh [default|cifake|default36|dct|dct24|dct32|v2|npr-native|seed] [OUT]
+# The CIFAKE recipes: the parquet set has train/validation/test splits: train on train (40k),
+# select the epoch and calibrate on validation (5k), report test (5k) in the card.
 #
 # Speed (python benchmarks/bench_train.py, docs/detector.md): on 2 cores with AVX512-BF16, bf16
 # autocast is 1.3-1.8x the fp32 step and spinning OpenMP threads (ACTIVE) up to 1.3x over the
@@ -17,10 +18,30 @@ data=${AIDETECT_SHARED_DATA:-../shared/data}/cifake
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-ACTIVE}
 case "$which" in
   default)
-    # The shipped model: the default network with its first stage at full resolution
+    # The shipped default, Detector v3 (docs/detector-v3.md): the frozen CLIP encoder's centre view
+    # and the `fast` CNN's logit per image, cached (resumable; ~35 min at 2 threads here), then the
+    # fusion head fitted with leave-one-source-out calibration and the cascade (~15 min). Needs the
+    # extra data built first (docs/data.md: aidetect data build-extra ... --out $EXTRA); its
+    # format-normalised copies (same draws every run, seeded by each file's hash) are made here.
+    out=${2:-src/aidetect/shipped_models/default}
+    shared=${AIDETECT_SHARED_DATA:-../shared/data}
+    extra=${EXTRA:-/work/data/extra}
+    cache=${CACHE:-/work/data/features}
+    if [ ! -f "$extra/index.csv" ]; then
+      echo "error: $extra/index.csv: build the extra data first (aidetect data build-extra, docs/data.md) or set EXTRA" >&2
+      exit 2
+    fi
+    norm="$extra-normalised-crop"
+    [ -f "$norm/index.csv" ] || .venv/bin/aidetect data format-baseline "$extra" --normalise-out "$norm" --normalise-mode crop
+    .venv/bin/aidetect data features "coco_sd=$shared/coco_sd" "forrealscan=$shared/forrealscan" \
+      "camera=$shared/camera" "extra=$extra" "extra_norm_crop=$norm" --cache "$cache" --views center \
+      --threads "${THREADS:-2}"
+    exec .venv/bin/python scripts/train_v3.py --cache "$cache" --out "$out" ;;
+  cifake)
+    # The small-image model (images under 224 px): the default network with its first stage at full resolution
     # (strides 1, 2, 2, 2), 30 epochs, bf16 autocast where the CPU has it, eager (torch.compile
     # measured slower than eager under bf16 on the AVX512-BF16 machine). 17 min 31 s there.
-    out=${2:-src/aidetect/shipped_models/default}
+    out=${2:-src/aidetect/shipped_models/cifake}
     exec .venv/bin/aidetect train --data "cifake=$data" --out "$out" --arch npr_resnet \
       --arch-kw 'widths=[32,64,128,256]' --arch-kw 'blocks=[1,1,1,1]' --arch-kw 'strides=[1,2,2,2]' \
       --jpeg-p 0.3 --blur-p 0.1 --grayscale-p 0.05 --epochs 30 --batch-size 128 --lr 3e-3 --weight-decay 0.05 \
@@ -92,5 +113,5 @@ case "$which" in
     exec .venv/bin/aidetect train --data "cifake=$data" --out "$out" --arch seed \
       --jpeg-p 0.2 --blur-p 0.05 --grayscale-p 0.02 \
       --epochs 14 --batch-size 128 --lr 1e-3 --patience 4 --seed 0 --threads "${THREADS:-2}" ;;
-  *) echo "usage: $0 [default|default36|dct|dct24|dct32|v2|npr-native|seed] [OUT]" >&2; exit 2 ;;
+  *) echo "usage: $0 [default|cifake|default36|dct|dct24|dct32|v2|npr-native|seed] [OUT]" >&2; exit 2 ;;
 esac

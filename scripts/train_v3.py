@@ -19,7 +19,9 @@ from pathlib import Path
 
 from aidetect.trainer.fusion_fit import fit_fused_model, summary_line
 
-DATASETS = ["coco_sd", "forrealscan", "camera", "extra"]
+# extra_norm_crop:extra = format-normalised copies of every extra file, training-only (left out with
+# their originals, never scored): docs/detector-v3.md, "raw + normalised"
+DATASETS = ["coco_sd", "forrealscan", "camera", "extra", "extra_norm_crop:extra"]
 
 
 def main() -> int:
@@ -29,7 +31,7 @@ def main() -> int:
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--view", default="center", choices=("center", "crops"))
     ap.add_argument("--C", type=float, default=0.5, help="the probe's inverse L2 strength")
-    ap.add_argument("--cnn", default="default", help="the CNN branch: a shipped model's name (or a folder)")
+    ap.add_argument("--cnn", default="fast", help="the CNN branch: a shipped model's name (or a folder)")
     ap.add_argument("--hold-out-v2-test", action="store_true",
                     help="fit without the v2 CNN's test split (to score v2 and v3 side by side on it)")
     args = ap.parse_args()
@@ -44,6 +46,13 @@ def main() -> int:
     for name, m in report["leave_one_source_out"].items():
         print(f"| {name} | {summary_line(m)} | {summary_line(report['cnn_alone'][name])} |")
     print(report["weights"], report["calibration"], f"{report['fit_seconds']} s")
+    c = report["cascade"]
+    print(f"cascade (left-out scores; fused alone: confidently wrong {c['fused']['confidently_wrong']:.4f}, "
+          f"uncertain {c['fused']['uncertain']:.4f}):")
+    for q, r in c["candidates"].items():
+        print(f"  q={q}: CLIP skipped on {r['clip_skipped']:.3f}, confidently wrong {r['confidently_wrong']:.4f}, "
+              f"uncertain {r['uncertain']:.4f}, worst source cw rise {r['worst_source_cw_rise']:+.4f}")
+    print(f"  chosen: {c['chosen']}")
     print(f"wrote {args.out}")
     return 0
 

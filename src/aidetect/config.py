@@ -18,7 +18,8 @@ from pathlib import Path
 from aidetect.errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-SHIPPED_MODEL_DIR = PACKAGE_DIR / "shipped_models" / "default"
+SHIPPED_MODEL_DIR = PACKAGE_DIR / "shipped_models" / "default"  # Detector v3: CLIP + the CNN, fused
+FAST_MODEL_DIR = PACKAGE_DIR / "shipped_models" / "fast"  # Detector v2: the CNN alone (v3's CNN branch)
 # The Grad-CAM variants (``aidetect.explain.cam`` implements them; named here so that the CLI
 # can offer them without importing torch).
 CAM_METHODS: tuple[str, ...] = ("gradcam", "hirescam", "gradcam++", "xgradcam", "layercam")

@@ -1,4 +1,4 @@
-"""The shipped default model: complete card, routing of small images to the CIFAKE model, the
+"""The shipped CNN (`fast`: Detector v2, the CNN branch of the fused default): complete card, routing of small images to the CIFAKE model, the
 out-of-distribution flag, and (with ../shared/data) its measured quality on CIFAKE test and on
 the held-out pictures of coco_sd, forrealscan and camera."""
 
@@ -13,16 +13,16 @@ import pytest
 from PIL import Image
 
 from aidetect.cli import main
-from aidetect.config import SHIPPED_MODEL_DIR
+from aidetect.config import FAST_MODEL_DIR
 from aidetect.inference import Detector
 from aidetect.model import load_model_dir
 from aidetect.trainer.probes import diagram, text_screenshot
 
-CIFAKE_DIR = SHIPPED_MODEL_DIR.parent / "cifake"
+CIFAKE_DIR = FAST_MODEL_DIR.parent / "cifake"
 
 
 def test_shipped_model_card_is_complete() -> None:
-    model, card = load_model_dir(SHIPPED_MODEL_DIR)
+    model, card = load_model_dir(FAST_MODEL_DIR)
     assert card.architecture == "efficientnet_lite" and card.input_size == 224
     assert card.small_images == {"model": "cifake"} and card.domain["min_side"] == 224
     assert card.temperature > 0 and 0 < card.threshold < 1
@@ -42,7 +42,7 @@ def test_shipped_model_card_is_complete() -> None:
 
 @pytest.fixture(scope="module")
 def detector() -> Detector:
-    return Detector(SHIPPED_MODEL_DIR, device="cpu", threads=2)
+    return Detector(FAST_MODEL_DIR, device="cpu", threads=2)
 
 
 def test_small_images_are_scored_by_the_cifake_model(detector: Detector, mini_dir: Path) -> None:
@@ -82,7 +82,7 @@ def test_shipped_model_on_cifake_test_sample(shared_data: Path, tmp_path: Path, 
 
 def test_shipped_model_on_held_out_pictures(shared_data: Path, tmp_path: Path) -> None:
     """The test part of --group-split 70,15,15 (pictures and cameras never trained on)."""
-    rc = main(["evaluate", "--data", f"coco_sd={shared_data / 'coco_sd'}", "--data",
+    rc = main(["evaluate", "--model", str(FAST_MODEL_DIR), "--data", f"coco_sd={shared_data / 'coco_sd'}", "--data",
                f"forrealscan={shared_data / 'forrealscan'}", "--data", f"camera={shared_data / 'camera'}",
                "--group-split", "70,15,15", "--split", "test", "--no-robustness", "--out", str(tmp_path),
                "--threads", "2", "--quiet"])
@@ -142,8 +142,8 @@ def test_bf16_verdicts_match_fp32() -> None:
     """Inference in bf16 (the default where the CPU has it) gives the fp32 verdicts: probabilities
     within 0.02 and the same label (measured on the held-out pictures in docs/detector.md)."""
     images = [_photo_like(512, 512, s) for s in range(4)] + [_photo_like(700, 400, 9)]
-    fp32 = Detector(SHIPPED_MODEL_DIR, device="cpu", threads=2, precision="fp32").classify(images, explain=False)
-    bf16 = Detector(SHIPPED_MODEL_DIR, device="cpu", threads=2, precision="bf16").classify(images, explain=False)
+    fp32 = Detector(FAST_MODEL_DIR, device="cpu", threads=2, precision="fp32").classify(images, explain=False)
+    bf16 = Detector(FAST_MODEL_DIR, device="cpu", threads=2, precision="bf16").classify(images, explain=False)
     for a, b in zip(fp32, bf16, strict=True):
         assert abs(a.prob_ai - b.prob_ai) < 0.02 and a.label == b.label
         assert abs(a.ood_score - b.ood_score) < 0.05 * a.ood_score
@@ -157,7 +157,7 @@ def test_folded_batchnorm_and_fused_activation_are_the_same_function() -> None:
 
     from aidetect.model.efficientnet import ConvAct, _fused_op_available
 
-    model, _ = load_model_dir(SHIPPED_MODEL_DIR)
+    model, _ = load_model_dir(FAST_MODEL_DIR)
     x = torch.randn(2, 3, 256, 320)
     with torch.inference_mode():
         before = model(x)

@@ -166,9 +166,9 @@ def test_large_image_is_tiled_with_full_size_heatmap(detector: Detector, tmp_pat
 
 
 def test_tiling_can_be_turned_off(tmp_path: Path) -> None:
-    from aidetect.config import SHIPPED_MODEL_DIR
+    from aidetect.config import FAST_MODEL_DIR
 
-    det = Detector(SHIPPED_MODEL_DIR, device="cpu", max_tiles=1)
+    det = Detector(FAST_MODEL_DIR, device="cpu", max_tiles=1)
     img = Image.fromarray((np.random.default_rng(2).random((200, 120, 3)) * 255).astype(np.uint8))
     (v,) = det.classify([img])
     assert v.ok and v.tiles == 1 and v.cam.shape == (200, 120)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aidetect.config import SHIPPED_MODEL_DIR
+from aidetect.config import FAST_MODEL_DIR
 from aidetect.model.clip import WEIGHTS_PATH
 
 pytestmark = pytest.mark.skipif(not WEIGHTS_PATH.is_file(),
@@ -32,7 +32,7 @@ def fused_model_dir(folder: Path, *, w_cnn: float, w_clip: float, bias: float = 
     head = FusionHead().set_from(feat_mean=np.zeros(512), feat_std=np.full(512, 0.05),
                                  probe_w=rng.normal(size=512) * 0.02, probe_b=0.1, w_cnn=w_cnn, w_clip=w_clip, bias=bias)
     card = ModelCard(architecture="fused_clip_cnn", input_size=224, temperature=temperature, threshold=0.5,
-                     uncertain_band=[0.3, 0.7], fusion={"cnn": "default", "clip": "clip_vit_b16", "clip_views": views,
+                     uncertain_band=[0.3, 0.7], fusion={"cnn": "fast", "clip": "clip_vit_b16", "clip_views": views,
                                                                      "cnn_firm": cnn_firm})
     return save_model_dir(head, card, folder)
 
@@ -79,7 +79,7 @@ def test_the_cascade_runs_clip_only_where_the_cnn_is_not_firm(tmp_path: Path, im
     own verdict and heatmap, CLIP not run (and said so); the others are fused as without it."""
     from aidetect.inference import Detector
 
-    plain = Detector(SHIPPED_MODEL_DIR).classify(images[:2], explain=True)
+    plain = Detector(FAST_MODEL_DIR).classify(images[:2], explain=True)
     firmness = [max(v.prob_ai, 1 - v.prob_ai) for v in plain]
     q = (firmness[0] + firmness[1]) / 2  # between the two: exactly one image is firm
     assert abs(firmness[0] - firmness[1]) > 1e-3, firmness
@@ -104,7 +104,7 @@ def test_fused_heatmap_follows_the_branch_shares(tmp_path: Path, images: list[Pa
 
     cnn_only = Detector(fused_model_dir(tmp_path / "c", w_cnn=1.0, w_clip=0.0))
     clip_only = Detector(fused_model_dir(tmp_path / "s", w_cnn=0.0, w_clip=1.0))
-    plain = Detector(SHIPPED_MODEL_DIR)
+    plain = Detector(FAST_MODEL_DIR)
     a = cnn_only.classify([images[1]], explain=True)[0]
     b = clip_only.classify([images[1]], explain=True)[0]
     ref = plain.classify([images[1]], explain=True)[0]

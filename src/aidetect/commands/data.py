@@ -190,7 +190,7 @@ def _named_spec(ctx: click.Context, param: click.Parameter, value: tuple[str, ..
               help="Cache folder (outside the repository): CACHE/NAME/items.csv and one .npz per feature kind.")
 @click.option("--views", default="center,crops", show_default=True,
               help="CLIP views, comma-separated: center, crops; empty for none.")
-@click.option("--cnn/--no-cnn", default=True, show_default=True, help="Also the shipped default's logit.")
+@click.option("--cnn/--no-cnn", default=True, show_default=True, help="Also the shipped CNN's logit (Detector v3's CNN branch, `fast`).")
 @click.option("--clip-dtype", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True,
               help="CLIP weights' dtype (part of the cache key).")
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True, help="Images per step.")

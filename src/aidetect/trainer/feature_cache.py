@@ -216,10 +216,11 @@ class ClipFeatures:
 
 
 class CnnLogits:
-    """The shipped default (or ``model_dir``) as ``Detector`` runs it, without heatmaps,
-    provenance or the small-image route; ``logits`` gives ``T * log(p / (1 - p))``."""
+    """The shipped CNN (``fast``, Detector v3's CNN branch; or ``model_dir``) as ``Detector`` runs
+    it, without heatmaps, provenance or the small-image route; ``logits`` gives ``T * log(p / (1 - p))``."""
 
     def __init__(self, model_dir: Path | None = None) -> None:
+        from aidetect.config import FAST_MODEL_DIR
         from aidetect.inference import Detector
 
         class _Float64Detector(Detector):
@@ -227,7 +228,7 @@ class CnnLogits:
                 t = float(self.card.temperature or 1.0)
                 return torch.softmax(logits.detach().double() / t, dim=1)[:, AI_INDEX].cpu().numpy()
 
-        self.detector = _Float64Detector(model_dir, provenance=False, threads=0)
+        self.detector = _Float64Detector(model_dir or FAST_MODEL_DIR, provenance=False, threads=0)
         self.detector.small = None  # the default scores every image (routed images are marked)
         self.version = self.detector.version
         self.temperature = float(self.detector.card.temperature or 1.0)

@@ -29,6 +29,7 @@ import numpy as np
 
 from aidetect.trainer.feature_cache import load_features
 from aidetect.trainer.loso import (
+    CW_TARGET,
     balanced_weights,
     calibrate,
     group_folds,
@@ -48,10 +49,12 @@ class Pooled:
     cnn: np.ndarray
     generators: np.ndarray
     v2_split: np.ndarray  # shared sets: the split the v2 CNN was trained with ("" elsewhere)
+    copy: np.ndarray  # bool: a training-only copy of another set's row (format-normalised), never scored
+    ood: np.ndarray  # the CNN's out-of-distribution score (NaN where it has none)
 
     def subset(self, keep: np.ndarray) -> Pooled:
         return Pooled(*(getattr(self, f)[keep] for f in ("y", "groups", "sources", "clip", "cnn", "generators",
-                                                         "v2_split")))
+                                                         "v2_split", "copy", "ood")))
 
     def without_v2_test(self) -> Pooled:
         """The rows outside the v2 CNN's test split and outside every group that has a row in it:
@@ -63,12 +66,16 @@ class Pooled:
 def pool(cache: Path, names: list[str], view: str, cnn_temperature: float) -> Pooled:
     """Rows of the cached data sets ``names`` (CLIP view ``view``); the cache's CNN score
     ``T * log-odds`` becomes the log-odds of the CNN's calibrated probability (what inference
-    feeds the head)."""
-    ys, gs, ss, es, cs, gens, splits = [], [], [], [], [], [], []
-    for name in names:
-        items, feats = load_features(cache, name, kinds=(f"clip-{view}", "cnn"), optional=False)
+    feeds the head). ``COPY:OF`` (e.g. ``extra_norm_crop:extra``) adds the set COPY as training-only
+    copies of OF's rows: same sources and groups (left out together with them), never scored."""
+    ys, gs, ss, es, cs, gens, splits, copies, oods = [], [], [], [], [], [], [], [], []
+    for spec in names:
+        name, _, of = spec.partition(":")
+        items, feats = load_features(cache, name, kinds=(f"clip-{view}", "cnn", "cnn-ood"), optional=False)
+        oods.append(feats["cnn-ood"])
+        copies.append(np.full(len(items), bool(of)))
         ys.append(np.array([r["label"] == "ai" for r in items], int))
-        gs.append(np.array([f"{name}|{r['group']}" for r in items]))
+        gs.append(np.array([f"{of or name}|{r['group']}" for r in items]))
         ss.append(np.array([r.get("source") or name for r in items]))
         gens.append(np.array([r.get("generator") or "" for r in items]))
         splits.append(np.array([r.get("v2_split") or "" for r in items]))
@@ -77,7 +84,7 @@ def pool(cache: Path, names: list[str], view: str, cnn_temperature: float) -> Po
     e = np.concatenate(es).astype(np.float64)
     e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
     return Pooled(np.concatenate(ys), np.concatenate(gs), np.concatenate(ss), e, np.concatenate(cs),
-                  np.concatenate(gens), np.concatenate(splits))
+                  np.concatenate(gens), np.concatenate(splits), np.concatenate(copies), np.concatenate(oods))
 
 
 @dataclass
@@ -137,14 +144,58 @@ def leave_one_source_out(d: Pooled, C: float = 0.5, folds: int = 3, oof: str = "
     scores = np.full(len(d.y), np.nan)
     for u in units:
         head = fit_head(d, ~u.exclude, C=C, folds=folds, oof=oof)
-        scores[u.test] = head.score(d.clip[u.test], d.cnn[u.test])
+        test = u.test & ~d.copy
+        scores[test] = head.score(d.clip[test], d.cnn[test])
         if progress is not None:
             progress(u.name)
-    return scores, [(u.name, u.test) for u in units]
+    return scores, [(u.name, u.test & ~d.copy) for u in units]
+
+
+CASCADE_CANDIDATES = (0.9, 0.95, 0.97, 0.98, 0.99, 0.995)
+CASCADE_CW_SLACK = 0.002  # pooled confidently wrong may rise by at most this (and stay within CW_TARGET) ...
+CASCADE_UNIT_CW_SLACK = 0.005  # ... and no left-out source's by more than this
+
+
+def cascade_table(s: np.ndarray, d: Pooled, rows: np.ndarray, cal: Any, cnn_card: Any,
+                  units: list[tuple[str, np.ndarray]]) -> dict[str, Any]:
+    """The cascade (:mod:`aidetect.inference.fused`) on left-out scores: for each candidate q, the
+    rows where the CNN branch alone is firm (its calibrated P >= q or <= 1 - q, inside its band and
+    training data) keep the CNN's verdict, the rest the fused one. Pooled (source-balanced)
+    confidently wrong / uncertain, the share of images CLIP is skipped on, the worst per-source
+    rise in confidently wrong; ``chosen``: the candidate skipping most that costs no accuracy
+    (``CASCADE_*_SLACK``), None if none does."""
+    p = 1 / (1 + np.exp(-d.cnn[rows]))
+    lo, hi = cnn_card.uncertain_band
+    ood_threshold = float((cnn_card.ood or {}).get("threshold", np.inf))
+    cnn_pred = p >= float(cnn_card.threshold)
+    cnn_unsure = ((p > lo) & (p < hi)) | (np.nan_to_num(d.ood[rows], nan=0.0) > ood_threshold)
+    m = cal.margin(s[rows])
+    y, w = d.y[rows], balanced_weights(d.y[rows], d.sources[rows])
+    fused_pred, fused_unsure = m >= 0, np.abs(m) < cal.band
+
+    def rates_(pred: np.ndarray, unsure: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float]:
+        mask = np.ones(len(y), bool) if mask is None else mask
+        wrong = (pred != (y == 1)) & ~unsure
+        return float(np.average(wrong[mask], weights=w[mask])), float(np.average(unsure[mask], weights=w[mask]))
+
+    base_cw, base_unc = rates_(fused_pred, fused_unsure)
+    out: dict[str, Any] = {"fused": {"confidently_wrong": base_cw, "uncertain": base_unc}, "candidates": {}, "chosen": None}
+    unit_masks = [(name, mask[rows]) for name, mask in units if mask[rows].any()]
+    for q in CASCADE_CANDIDATES:
+        firm = (np.maximum(p, 1 - p) >= q) & ~cnn_unsure
+        pred, unsure = np.where(firm, cnn_pred, fused_pred), np.where(firm, False, fused_unsure)
+        cw, unc = rates_(pred, unsure)
+        rise = max(rates_(pred, unsure, um)[0] - rates_(fused_pred, fused_unsure, um)[0] for _, um in unit_masks)
+        out["candidates"][str(q)] = {"confidently_wrong": cw, "uncertain": unc, "clip_skipped": float(firm.mean()),
+                                     "worst_source_cw_rise": float(rise)}
+        within = cw <= base_cw + CASCADE_CW_SLACK and (cw <= CW_TARGET or base_cw > CW_TARGET)
+        if out["chosen"] is None and within and rise <= CASCADE_UNIT_CW_SLACK:
+            out["chosen"] = q
+    return out
 
 
 def fit_fused_model(cache: Path, names: list[str], out_dir: Path, *, view: str = "center", C: float = 0.5,
-                    cnn: str = "default", clip: str = "clip_vit_b16", cnn_dir: Path | None = None,
+                    cnn: str = "fast", clip: str = "clip_vit_b16", cnn_dir: Path | None = None,
                     hold_out_v2_test: bool = False, progress: Any = None) -> dict[str, Any]:
     """The whole recipe: pooled rows, left-out scores and calibration, the final head on every
     row, the model directory. Returns the report (also in the card's ``metrics``).
@@ -163,10 +214,12 @@ def fit_fused_model(cache: Path, names: list[str], out_dir: Path, *, view: str =
     if hold_out_v2_test:
         d = d.without_v2_test()
     s_loso, units = leave_one_source_out(d, C=C, progress=progress)
-    w_all = balanced_weights(d.y, d.sources)
-    cal = calibrate(s_loso, d.y, w_all)
-    cal_cnn = calibrate(d.cnn, d.y, w_all)  # the CNN branch alone, calibrated the same way
-    units = units + [(f"{src} [v2 test rows]", (d.sources == src) & (d.v2_split == "test"))
+    orig = ~d.copy
+    w_all = balanced_weights(d.y[orig], d.sources[orig])
+    cal = calibrate(s_loso[orig], d.y[orig], w_all)
+    cal_cnn = calibrate(d.cnn[orig], d.y[orig], w_all)  # the CNN branch alone, calibrated the same way
+    cascade = cascade_table(s_loso, d, orig, cal, cnn_card, units)
+    units = units + [(f"{src} [v2 test rows]", (d.sources == src) & (d.v2_split == "test") & orig)
                      for src in sorted(set(d.sources[d.v2_split != ""].tolist()))]
     per_unit = {name: unit_metrics(s_loso[m], d.y[m], cal) for name, m in units}
     per_unit_cnn = {name: unit_metrics(d.cnn[m], d.y[m], cal_cnn) for name, m in units}
@@ -176,18 +229,19 @@ def fit_fused_model(cache: Path, names: list[str], out_dir: Path, *, view: str =
                                    bias=head.bias - cal.threshold)
     lo, hi = cal.p_band
     report = {
-        "rows": int(len(d.y)), "ai": int(d.y.sum()), "sources": sorted(set(d.sources.tolist())),
+        "rows": int(orig.sum()), "ai": int(d.y[orig].sum()), "training_copies": int(d.copy.sum()), "sources": sorted(set(d.sources.tolist())),
         "weights": {"w_cnn": head.w_cnn, "w_clip": head.w_clip, "bias": head.bias - cal.threshold},
         "calibration": {"threshold_logit": cal.threshold, "temperature": cal.temperature, "band_margin": cal.band,
                         "loso_confidently_wrong": cal.oof_cw, "loso_uncertain": cal.oof_uncertain},
         "leave_one_source_out": per_unit, "cnn_alone": per_unit_cnn,
         "cnn_alone_calibration": {"loso_confidently_wrong": cal_cnn.oof_cw, "loso_uncertain": cal_cnn.oof_uncertain},
-        "fit_seconds": round(time.time() - t0, 1),
+        "cascade": cascade, "fit_seconds": round(time.time() - t0, 1),
     }
     card = ModelCard(
         architecture=ARCHITECTURE, input_size=cnn_card.input_size, temperature=round(cal.temperature, 6),
         threshold=0.5, uncertain_band=[round(lo, 4), round(hi, 4)],
-        fusion={"cnn": cnn, "clip": clip, "clip_views": view, "clip_min_side": int(cnn_card.domain.get("min_side", 0))},
+        fusion={"cnn": cnn, "clip": clip, "clip_views": view, "clip_min_side": int(cnn_card.domain.get("min_side", 0)),
+                "cnn_firm": cascade["chosen"]},
         data={"cache": str(cache), "datasets": names, "view": view, "C": C, "hold_out_v2_test": hold_out_v2_test},
         metrics=report, training={"recipe": "aidetect.trainer.fusion_fit", "seconds": report["fit_seconds"],
                                   "torch": torch.__version__},
