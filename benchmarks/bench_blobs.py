@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "tests" / "support"))
 BEFORE = "28ddc39"  # the last commit before the blob layer
 PG_BASE = os.environ.get("AIDETECT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+MODEL = REPO / "src" / "aidetect" / "shipped_models" / "default"  # --model changes it
 
 
 def load() -> str:
@@ -70,7 +71,7 @@ def extract_before(rev: str, dest: Path) -> Path:
 def base_env(home: Path, broker: str, extra: dict[str, str], pythonpath: Path | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIDETECT_")}
     env.update(AIDETECT_HOME=str(home), AIDETECT_BROKER_URL=broker, PYTHONUNBUFFERED="1",
-               AIDETECT_MODEL=str(REPO / "src" / "aidetect" / "shipped_models" / "default"), **extra)
+               AIDETECT_MODEL=str(MODEL), **extra)
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
     return env
@@ -248,6 +249,7 @@ def beats(admin, schema: str) -> int:  # noqa: ANN001
 
 
 def main() -> None:
+    global MODEL
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--side", type=int, default=256)
@@ -255,7 +257,9 @@ def main() -> None:
     ap.add_argument("--before", default=BEFORE)
     ap.add_argument("--skip-one-host", action="store_true")
     ap.add_argument("--skip-hosts", action="store_true")
+    ap.add_argument("--model", type=Path, default=MODEL, help="the model folder every variant scores with")
     args = ap.parse_args()
+    MODEL = args.model.resolve()
     tmp = Path(tempfile.mkdtemp(prefix="bench_blobs_"))
     try:
         folder = tmp / "images"

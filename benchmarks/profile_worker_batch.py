@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "tests" / "support"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+import bench_blobs  # noqa: E402
 from bench_blobs import PG_BASE, base_env, load, make_images  # noqa: E402
 
 # run in the scoring host's process: score the registered ids, print one JSON line
@@ -80,7 +81,9 @@ def main() -> None:
     ap.add_argument("--side", type=int, default=256)
     ap.add_argument("--top", type=int, default=35)
     ap.add_argument("--only", choices=("a", "b"), default=None)
+    ap.add_argument("--model", type=Path, default=bench_blobs.MODEL, help="the model folder to score with")
     args = ap.parse_args()
+    bench_blobs.MODEL = args.model.resolve()
     reason = why_not()
     if reason and args.only != "a":
         raise SystemExit(f"host B: {reason}")
