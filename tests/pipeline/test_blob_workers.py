@@ -17,7 +17,7 @@ import pytest
 from images import write_images
 from workers import pipeline_env
 
-from aidetect.config import SHIPPED_MODEL_DIR
+from aidetect.config import FAST_MODEL_DIR, SHIPPED_MODEL_DIR
 
 
 @pytest.mark.parametrize("blobs", ["redis", "store"])
@@ -117,9 +117,11 @@ def test_redis_down_mid_staging(
     folder.mkdir()
     for i in range(n):  # ~70 KB each: staging all of them takes a while
         (folder / f"img_{i:04d}.jpg").write_bytes(image_bytes(9000 + i, side=512, fmt="JPEG"))
-    env = pipeline_env(aidetect_home, redis_server.url) | {"AIDETECT_BLOBS": "redis"}
+    model = str(FAST_MODEL_DIR)  # the model is not under test: the CNN alone keeps the rerun short
+    env = pipeline_env(aidetect_home, redis_server.url) | {"AIDETECT_BLOBS": "redis", "AIDETECT_MODEL": model}
     monkeypatch.setenv("AIDETECT_BROKER_URL", redis_server.url)
     monkeypatch.setenv("AIDETECT_BLOBS", "redis")
+    monkeypatch.setenv("AIDETECT_MODEL", model)
     client = redis.Redis(host="127.0.0.1", port=redis_server.port)
 
     def staged() -> int:
