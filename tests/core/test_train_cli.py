@@ -308,9 +308,9 @@ def test_freeze_init_needs_init(parquet_dir: Path, tmp_path: Path, capsys) -> No
 def test_bad_network_options_fail_before_the_data_is_read(bad: list[str], says: str, tmp_path: Path, capsys) -> None:
     """--arch-kw and --init are checked before any data is loaded or decoded (here the data
     source does not even exist): one line, exit 2, nothing written."""
-    from aidetect.config import SHIPPED_MODEL_DIR
+    from aidetect.config import FAST_MODEL_DIR
 
-    bad = [b.format(tmp=tmp_path, shipped=SHIPPED_MODEL_DIR) for b in bad]
+    bad = [b.format(tmp=tmp_path, shipped=FAST_MODEL_DIR) for b in bad]
     rc = main(["train", "--data", str(tmp_path / "no-such-data"), "--out", str(tmp_path / "m"), *bad])
     err = capsys.readouterr().err
     assert rc == 2 and says in err and "no-such-data" not in err and "Traceback" not in err

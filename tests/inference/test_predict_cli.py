@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from aidetect.cli import main
-from aidetect.config import SHIPPED_MODEL_DIR
+from aidetect.config import FAST_MODEL_DIR
 
 MINI = Path(__file__).resolve().parents[1] / "data" / "cifake_mini"
 
@@ -22,7 +22,7 @@ def files(tmp_path: Path) -> tuple[list[str], str]:
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    rc = main(["predict", "--model", str(SHIPPED_MODEL_DIR), *args])
+    rc = main(["predict", "--model", str(FAST_MODEL_DIR), *args])  # the CNN; the fused default: test_fused.py
     out, err = capsys.readouterr()
     return rc, out, err
 

@@ -310,13 +310,13 @@ def test_results_table_fits_80_columns(two_scans, monkeypatch, capsys) -> None: 
         assert sum(p.name in line for line in lines) == 1, (p.name, out)
     assert str(first[0]) not in out and "…" in out  # folders shortened in the middle
     assert "not an image" in out  # a failed row's reason under its name
-    assert "efficientnet" not in "".join(lines[:-1])  # no model column; the footer names it
-    assert "model efficientnet" in lines[-1]
+    assert "fused_clip_cnn" not in "".join(lines[:-1])  # no model column; the footer names it
+    assert "model fused_clip_cnn" in lines[-1]
 
     monkeypatch.setenv("COLUMNS", "200")
     out = _run(["results"], capsys)[1]
     assert all(len(line) <= 200 for line in out.splitlines())
-    assert "model" in out.splitlines()[1] and "efficientnet" in out  # every column
+    assert "model" in out.splitlines()[1] and "fused_clip_cnn" in out  # every column
     monkeypatch.setenv("COLUMNS", "320")
     out = _run(["results"], capsys)[1]
     for p in first + second:

@@ -32,7 +32,7 @@ from redis_server import RedisServer
 from sqlalchemy import func, select
 from workers import pipeline_env
 
-from aidetect.config import SHIPPED_MODEL_DIR
+from aidetect.config import FAST_MODEL_DIR
 
 pytestmark = pytest.mark.timeout(420)
 N = 200
@@ -113,7 +113,7 @@ def test_workers_on_another_host(
         reset_engines()
         # the active model: a copy registered on A (A's data folder: B has to fetch it)
         model = tmp_path / "model-src"
-        shutil.copytree(SHIPPED_MODEL_DIR, model)
+        shutil.copytree(FAST_MODEL_DIR, model)  # the CNN: 200 images in time on 2 shared cores
         reg = subprocess.run([sys.executable, "-m", "aidetect.cli", "models", "register", "--activate", str(model)],
                              env=env_a, capture_output=True, text=True, timeout=60)
         assert reg.returncode == 0, reg.stderr

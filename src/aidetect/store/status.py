@@ -227,6 +227,13 @@ def accuracy_from_metrics(metrics: dict[str, Any]) -> tuple[float | None, str]:
         (("val_accuracy",), "validation accuracy"),
         (("accuracy",), "accuracy"),
     )
+    units = metrics.get("leave_one_source_out")
+    if isinstance(units, dict):  # a fused model (Detector v3): every source scored while left out
+        rows = [u for name, u in units.items() if "[" not in name and isinstance(u, dict) and u.get("n")]
+        n = sum(int(u["n"]) for u in rows)
+        if n:
+            acc = sum(float(u["accuracy"]) * int(u["n"]) for u in rows) / n
+            return acc, f"left-out accuracy on {len(rows)} sources"
     for path, name in candidates:
         node: Any = metrics
         for part in path:
