@@ -59,9 +59,13 @@ class Settings:
     task_batch_size: int = 16
     # several machines (aidetect.blobs): where image bytes, heatmaps and model files travel:
     # "file" (paths on this host or a shared mount), "store" (the database), "redis" (the
-    # broker's Redis; or a redis:// URL) for staged image bytes with the store for the rest
+    # broker's Redis; or a redis:// URL) for staged image bytes with the store for the rest,
+    # "s3://BUCKET[/PREFIX]" (S3-compatible object storage) for everything
     blobs: str = "file"
     blob_ttl_s: int = 86400  # staged image bytes expire after this (a safety net; deleted once scored)
+    # AIDETECT_BLOBS=s3://BUCKET[/PREFIX]: the S3-compatible server's URL (MinIO, Ceph, ...;
+    # empty: AWS itself). Credentials and region: the standard AWS_* variables or ~/.aws
+    s3_endpoint_url: str = ""
 
     def ensure_dirs(self) -> None:
         """Create the data folders; :class:`ConfigError` (one line, naming the setting) when

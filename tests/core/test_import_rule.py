@@ -1,5 +1,5 @@
 """The import rule (README, Architecture): only ``worker/`` imports Celery or kombu, only it and
-``blobs/`` import redis,
+``blobs/`` import redis, only ``blobs/`` imports boto3/botocore,
 only ``store/`` imports SQLAlchemy or Alembic, only ``gui/`` imports Tk; the core (``model``,
 ``explain``, ``inference``) imports none of them; and nothing imports upward: a package
 imports only the layers below it (and itself), never a sibling of its own layer.
@@ -36,6 +36,8 @@ ONLY_IN = {  # third-party top-level package -> the aidetect packages allowed to
     "celery": "worker",
     "kombu": "worker",
     "redis": ("worker", "blobs"),  # the broker; staged image bytes
+    "boto3": "blobs",  # AIDETECT_BLOBS=s3://... (the optional extra aidetect[s3])
+    "botocore": "blobs",
     "sqlalchemy": "store",
     "alembic": "store",
     "tkinter": "gui",

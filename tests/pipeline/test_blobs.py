@@ -1,12 +1,15 @@
 """The blob layer (aidetect.blobs) against real backends: the store on a SQLite file and on
-PostgreSQL, and a real redis-server. Keys once, streams in chunks, TTLs, deletion, sweeps,
+PostgreSQL, a real redis-server, and a real S3-speaking HTTP server (moto's). Keys once, streams in chunks, TTLs, deletion, sweeps,
 settings and unreachable backends as one line."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,40 @@ from aidetect.blobs.base import CHUNK_BYTES, image_key
 from aidetect.errors import ConfigError, ImageLoadError
 
 
-@pytest.fixture(params=["store-sqlite", "store-postgresql", "redis"])
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-speaking HTTP server on a free localhost port (moto's ThreadedMotoServer,
+    not its in-process mock); skips with the reason when moto is not installed."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:
+        pytest.skip(f"moto[server] is not installed ({exc.name}); pip install -e '.[test]' to test s3://")
+    from redis_server import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def _s3_env(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> str:
+    """AWS settings for the test server and a fresh bucket; returns the bucket's name."""
+    import boto3
+
+    for var, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                       ("AWS_DEFAULT_REGION", "us-east-1"), ("AIDETECT_S3_ENDPOINT_URL", endpoint)):
+        monkeypatch.setenv(var, value)
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(var, raising=False)
+    bucket = f"aidetect-test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    return bucket
+
+
+@pytest.fixture(params=["store-sqlite", "store-postgresql", "redis", "s3"])
 def layer(request: pytest.FixtureRequest, aidetect_home: Path, monkeypatch: pytest.MonkeyPatch) -> BlobLayer:
     from aidetect.store.engine import reset_engines
 
@@ -28,6 +64,9 @@ def layer(request: pytest.FixtureRequest, aidetect_home: Path, monkeypatch: pyte
     if kind == "redis":
         server = request.getfixturevalue("redis_server")
         monkeypatch.setenv("AIDETECT_BLOBS", server.url)
+    elif kind == "s3":
+        bucket = _s3_env(monkeypatch, request.getfixturevalue("s3_endpoint"))
+        monkeypatch.setenv("AIDETECT_BLOBS", f"s3://{bucket}/some/prefix")
     else:
         monkeypatch.setenv("AIDETECT_BLOBS", "store")
     got = blob_layer()
@@ -232,3 +271,44 @@ def test_rescan_while_the_worker_releases(layer: BlobLayer, tmp_path: Path, monk
     assert (second.done, second.errors) == (1, {}), second.errors
     assert status_counts() == {"done": 1}
     assert list(layer.staging.keys("img/")) == []  # released once final
+
+
+def test_s3_settings_large_blob_and_unreachable(aidetect_home: Path, monkeypatch: pytest.MonkeyPatch,
+                                                s3_endpoint: str) -> None:
+    """s3://: a blob over one multipart part travels in parts and reads back whole; a bad
+    URL, a missing boto3 and an unreachable server are one line each."""
+    from redis_server import free_port
+
+    from aidetect.blobs import s3blobs
+
+    bucket = _s3_env(monkeypatch, s3_endpoint)
+    monkeypatch.setenv("AIDETECT_BLOBS", f"s3://{bucket}")
+    layer = blob_layer()
+    assert layer is not None and layer.staging is layer.keeping and f"s3://{bucket}/" in layer.describe()
+    layer.check()
+    big = hashlib.sha256(b"z").digest() * ((2 * s3blobs.PART_BYTES + 12345) // 32)  # 3 parts
+    key = image_key(hashlib.sha256(big).hexdigest())
+    assert layer.staging.put(key, io.BytesIO(big), ttl_s=600) is True
+    assert layer.staging.put(key, io.BytesIO(big), ttl_s=600) is False
+    # two writers that both saw no object: the server's conditional write keeps the first
+    s3 = layer.staging
+    assert s3._conditional(s3.client.put_object, Key=s3._name(key), Body=b"other", IfNoneMatch="*") is False  # type: ignore[attr-defined]
+    assert layer.staging.read(key) == big
+    assert layer.staging.delete([key]) == 1 and list(layer.staging.keys("")) == []
+
+    monkeypatch.setenv("AIDETECT_BLOBS", "s3://No_Such")
+    with pytest.raises(ConfigError, match="expected s3://BUCKET"):
+        blob_layer()
+    monkeypatch.setenv("AIDETECT_BLOBS", f"s3://{bucket}/x")
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "boto3", None)  # not installed
+        m.delitem(sys.modules, "aidetect.blobs.s3blobs")
+        with pytest.raises(ConfigError, match=r"boto3, which is not installed \(pip install 'aidetect\[s3\]'\)"):
+            blob_layer()
+    monkeypatch.setenv("AIDETECT_S3_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nobody listens
+    monkeypatch.setenv("AIDETECT_BLOBS", f"s3://{bucket}/y")
+    layer = blob_layer()
+    assert layer is not None
+    with pytest.raises(BlobsUnavailable, match="blobs: S3 not reachable at s3://") as err:
+        layer.check()
+    assert "\n" not in str(err.value)

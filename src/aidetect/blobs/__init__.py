@@ -9,8 +9,11 @@ model's files (so a worker host needs nothing but its settings).
 - ``store``: everything in the database (tables ``blobs``/``blob_chunks``).
 - ``redis`` (the broker's Redis) or ``redis://host:port/db``: staged image bytes in Redis with
   a TTL, deleted once scored; heatmaps and model files in the store (they must last).
+- ``s3://BUCKET[/PREFIX]``: everything in S3-compatible object storage (server:
+  ``AIDETECT_S3_ENDPOINT_URL``; credentials: the standard AWS settings; needs
+  ``aidetect[s3]``). Its release of staged bytes is not atomic (``s3blobs``).
 
-Parts: ``base`` (interface, keys), ``redisblobs`` and ``storeblobs`` (backends),
+Parts: ``base`` (interface, keys), ``redisblobs``, ``storeblobs`` and ``s3blobs`` (backends),
 ``staging`` (submitters stage, workers read and release, the orphan sweep), ``heatmaps``
 (kept heatmaps, read back on any host), ``models`` (the active model's files)."""
 
@@ -24,7 +27,7 @@ from aidetect.errors import ConfigError
 
 __all__ = ["BlobBackend", "BlobLayer", "BlobMissing", "BlobsUnavailable", "blob_layer", "describe"]
 
-CHOICES = "file, store, redis (the broker's Redis) or redis://host:port/db"
+CHOICES = "file, store, redis (the broker's Redis), redis://host:port/db or s3://BUCKET[/PREFIX]"
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class BlobLayer:
         return f"images in {self.staging.name}; heatmaps and models in {self.keeping.name}"
 
 
-_cache: dict[tuple[str, str, str], BlobLayer] = {}
+_cache: dict[tuple[str, str, str, str], BlobLayer] = {}
 
 
 def _redis_url(settings: Settings, value: str) -> str:
@@ -59,6 +62,17 @@ def _redis_url(settings: Settings, value: str) -> str:
     )
 
 
+def _s3(value: str, settings: Settings) -> BlobBackend:
+    try:
+        from aidetect.blobs.s3blobs import S3Blobs
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in ("boto3", "botocore"):
+            raise
+        raise ConfigError(f"AIDETECT_BLOBS={value}: S3 needs boto3, which is not installed "
+                          "(pip install 'aidetect[s3]')") from None
+    return S3Blobs(value, settings.s3_endpoint_url)
+
+
 def blob_layer(settings: Settings | None = None) -> BlobLayer | None:
     """The blob layer ``AIDETECT_BLOBS`` names (cached per process), or None for ``file``.
     :class:`ConfigError` (one line) for a value it does not know."""
@@ -66,7 +80,7 @@ def blob_layer(settings: Settings | None = None) -> BlobLayer | None:
     value = settings.blobs.strip()
     if value.lower() == "file":
         return None
-    key = (value, settings.broker_url, settings.database_url)
+    key = (value, settings.broker_url, settings.database_url, settings.s3_endpoint_url)
     layer = _cache.get(key)
     if layer is not None:
         return layer
@@ -80,7 +94,8 @@ def blob_layer(settings: Settings | None = None) -> BlobLayer | None:
 
         layer = BlobLayer("redis", RedisBlobs(_redis_url(settings, value)), StoreBlobs(), settings.blob_ttl_s)
     elif value.lower().startswith("s3://"):
-        raise ConfigError(f"AIDETECT_BLOBS={value}: S3 object storage is not supported yet; use {CHOICES}")
+        s3 = _s3(value, settings)
+        layer = BlobLayer("s3", s3, s3, settings.blob_ttl_s)
     else:
         raise ConfigError(f"AIDETECT_BLOBS={redact_url(value)!r}: expected {CHOICES}")
     _cache[key] = layer
