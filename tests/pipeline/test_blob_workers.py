@@ -54,7 +54,10 @@ def test_worker_scores_staged_bytes(
         time.sleep(0.3)
     assert status_counts() == {"done": 36}, w.log()
     assert "fetched from the blob layer" in w.log() or (tmp_path / "worker-home" / "models").is_dir()
-    assert list(layer.staging.keys("img/")) == []  # released once scored
+    end = time.monotonic() + 30  # released once scored: right after the batch's rows are final
+    while time.monotonic() < end and list(layer.staging.keys("img/")):
+        time.sleep(0.3)
+    assert list(layer.staging.keys("img/")) == [], w.log()
     assert worker_beats()[0]["host"]
 
     out = subprocess.run([sys.executable, "-m", "aidetect.cli", "results", "--json"], env={
