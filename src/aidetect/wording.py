@@ -11,6 +11,7 @@ confidence shown is the probability of the class named or leaned to, so it is ne
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 OUTSIDE = "outside training data"
 LOW_CONFIDENCE = "low confidence"
@@ -67,3 +68,11 @@ def short_label(label: str | None, prob_ai: float | None, uncertain: bool | None
     if w.decided:
         return label or "–"
     return f"{'ai' if (prob_ai or 0) >= 0.5 else 'real'}?"
+
+
+def branch_summary(branches: dict[str, Any] | None) -> str:
+    """``cnn 62 % · clip 38 %``: what a person reads next to the verdict."""
+    if not branches:
+        return ""
+    text = " · ".join(f"{k} {b['share'] * 100:.0f} %" for k, b in branches.items() if isinstance(b, dict))
+    return f"{text} (clip skipped: {branches['skipped']})" if branches.get("skipped") else text

@@ -64,5 +64,8 @@ def test_cache_three_images(tmp_path, clip) -> None:
     by_sha = dict(zip(crops.arrays["sha256"].tolist(), crops.arrays["n"].tolist(), strict=True))
     assert sorted(by_sha.values()) == [1, 1, 4]
     assert clip.encoder_hash[:12] in crops.path.name
+    # auto dtype: bf16 only where the CPU computes in it (an AVX2-only CPU emulates it, 7x slower)
+    assert clip.dtype == ("bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32")
+    assert crops.path.name.endswith(f"-{clip.dtype}.npz")
     again = fc.cache_dataset("tiny", data, cache, clip=clip, cnn=True, progress=False)  # resumable: nothing new
     assert all(n == 0 for n in again.computed.values())

@@ -209,12 +209,18 @@ def test_new_results_appear_live(dashboard) -> None:
         s.add(File(path=img.path, image_id=img.id))
         s.add(
             Prediction(
-                image_id=img.id, model_version="test-v", label="ai", prob_ai=0.9, uncertain=False
+                image_id=img.id, model_version="test-v", label="ai", prob_ai=0.9, uncertain=False,
+                branches={"cnn": {"logit": 2.0, "contribution": 1.24, "share": 0.62},
+                          "clip": {"logit": 3.4, "contribution": 0.76, "share": 0.38}, "skipped": None},
             )
         )
     pump(app, lambda: app.table.total == 1, 10, "the live row")
     assert _tree_rows(app)[0]["name"] == "from_worker.png"
     assert _tree_rows(app)[0]["confidence"] == "90.0 %"
+    # its detail says how much each branch of the fused model carried the decision
+    app.tree.selection_set(app.tree.get_children()[0])
+    pump(app, lambda: app.detail.row is not None and app.detail.row.branches is not None, 10, "the row's detail")
+    assert "cnn 62 % · clip 38 %" in app.detail.meta.cget("text")
 
 
 def test_drop_uploads_files(dashboard, mini_dir: Path, tmp_path: Path) -> None:

@@ -118,6 +118,28 @@ def test_fused_heatmap_follows_the_branch_shares(tmp_path: Path, images: list[Pa
     assert not np.allclose(b.cam, ref.cam, atol=0.05)
 
 
+def test_fused_heatmap_has_no_seam_at_the_clip_square() -> None:
+    """A wide picture: the CNN saw all of it (flat map), CLIP its centre square (hot everywhere).
+    With equal shares the sum rises into the square over one CLIP patch instead of jumping there;
+    where both branches saw everything, nothing fades (the picture's own edges are no border)."""
+    from aidetect.inference.fused import CLIP_FADE, fused_heatmap
+
+    h, w = 140, 280
+    cnn = np.full((h, w), 0.5, np.float32)
+    clip = np.full((h, w), np.nan, np.float32)
+    clip[:, 70:210] = 1.0
+    out = fused_heatmap(cnn, clip, np.array([0.5, 0.5]))
+    row = out[h // 2]
+    assert row[:70].max() == 0.0 and row[80:200].min() == pytest.approx(1.0)  # inside, past one patch
+    assert np.abs(np.diff(row)).max() <= 1.5 / (CLIP_FADE * h)  # a ramp, not a step (was 1.0 in one pixel)
+    full = fused_heatmap(cnn, np.ones((h, w), np.float32), np.array([0.5, 0.5]))
+    assert np.allclose(full, 0.0)  # constant sum -> flat map (normalise), no fade at the picture's edges
+    rnd = np.random.default_rng(0).random((h, w)).astype(np.float32)
+    both = fused_heatmap(cnn, rnd, np.array([0.3, 0.7]))
+    from aidetect.explain.cam import normalise
+    assert np.allclose(both, normalise(0.3 * cnn + 0.7 * rnd), atol=1e-6)
+
+
 def test_predict_json_of_a_fused_model(tmp_path: Path, images: list[Path]) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
     from result_schema import assert_results

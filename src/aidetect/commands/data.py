@@ -191,8 +191,8 @@ def _named_spec(ctx: click.Context, param: click.Parameter, value: tuple[str, ..
 @click.option("--views", default="center,crops", show_default=True,
               help="CLIP views, comma-separated: center, crops; empty for none.")
 @click.option("--cnn/--no-cnn", default=True, show_default=True, help="Also the shipped CNN's logit (Detector v3's CNN branch, `fast`).")
-@click.option("--clip-dtype", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True,
-              help="CLIP weights' dtype (part of the cache key).")
+@click.option("--clip-dtype", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
+              help="CLIP weights' dtype (part of the cache key); auto: bf16 where the CPU computes in it, else fp32.")
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True, help="Images per step.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="torch CPU threads.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

@@ -95,8 +95,7 @@ def predict(
     from rich.table import Table
 
     from aidetect.inference import Detector
-    from aidetect.inference.fused import branch_summary
-    from aidetect.wording import word
+    from aidetect.wording import branch_summary, word
 
     detector = Detector(model_dir=model_dir, device=device, cam_method=cam_method)
     size = batch_size or detector.settings.batch_size

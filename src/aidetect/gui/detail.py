@@ -25,7 +25,7 @@ from aidetect.gui.layout import elide, legend_bar_width, wrap_width
 from aidetect.gui.tablemodel import provenance_text
 from aidetect.gui.tasks import TaskRunner
 from aidetect.store.results import ResultRow
-from aidetect.wording import word
+from aidetect.wording import branch_summary, word
 
 CAVEAT = "The heatmap shows where the model looked, not proof that the image was generated."
 NOT_IN_VIEW = "Not in the table's current view (the filters or the page leave it out)."
@@ -315,6 +315,8 @@ class DetailPanel(tb.Frame):
             bits.append(f"model {row.model_version}")
             if row.scored_by and row.scored_by != row.model_version:
                 bits.append(f"scored by {row.scored_by} (small image)")
+            if row.branches:  # a fused model: each branch's share of this decision
+                bits.append(branch_summary(row.branches))
         if row.time is not None:
             bits.append(row.time.strftime("%Y-%m-%d %H:%M:%S"))
         if row.width and row.height:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -169,8 +169,7 @@ class FusedScorer:
             return
         with torch.no_grad():
             contrib = self.head.contributions(torch.tensor([cnn_logit]), torch.tensor([clip_logit]))[0].numpy()
-        fused = float(contrib.sum() + float(self.head.fuse.bias))
-        p = float(self._probs(np.array([fused]))[0])
+        p = float(self._probs(self._fuse(np.array([cnn_logit]), np.array([clip_logit])))[0])
         v.prob_ai = p
         v.label, in_band = self.card.verdict(p)
         v.uncertain, v.uncertain_reason = uncertainty(in_band, outside)
@@ -185,23 +184,26 @@ class FusedScorer:
             v.cam = fused_heatmap(c.cam, stitch(clip_cam, views.plan, d.width, d.height), share)
 
 
+CLIP_FADE = 1 / 14  # the CLIP heatmap fades in over one patch of its centre view (14 x 14 patches) inside its border
+
+
 def fused_heatmap(cnn_cam: np.ndarray, clip_cam: np.ndarray, share: np.ndarray) -> np.ndarray:
     """The two branches' heatmaps (each normalised over what it saw, NaN elsewhere; same canvas)
     as one: share-weighted sum, 0 for a branch where it did not look, NaN where neither did,
-    normalised over the seen part."""
+    normalised over the seen part. Where the CNN saw more than the CLIP views (the centre square
+    of a wide image), the CLIP term fades in from the views' border over one patch
+    (:data:`CLIP_FADE` of the canvas's short side, the centre square's side), so the sum has no
+    seam at the square's edge that neither branch's evidence has."""
+    import cv2
+
     from aidetect.explain.cam import normalise
 
     a, b = np.isfinite(cnn_cam), np.isfinite(clip_cam)
-    total = share[0] * np.where(a, cnn_cam, 0) + share[1] * np.where(b, clip_cam, 0)
+    width = max(1.0, CLIP_FADE * min(clip_cam.shape))
+    inside = cv2.distanceTransform(b.astype(np.uint8), cv2.DIST_L2, 3)  # 0 outside; image edges are no border
+    fade = np.where(a, np.clip(inside / width, 0.0, 1.0), 1.0)
+    total = share[0] * np.where(a, cnn_cam, 0) + share[1] * fade * np.where(b, clip_cam, 0)
     return normalise(np.where(a | b, total, np.nan).astype(np.float32))
 
 
-def branch_summary(branches: dict[str, Any] | None) -> str:
-    """``cnn 62 % · clip 38 %``: what a person reads next to the verdict."""
-    if not branches:
-        return ""
-    text = " · ".join(f"{k} {b['share'] * 100:.0f} %" for k, b in branches.items() if isinstance(b, dict))
-    return f"{text} (clip skipped: {branches['skipped']})" if branches.get("skipped") else text
-
-
-__all__ = ["FusedScorer", "branch_summary", "fused_heatmap", "log_odds"]
+__all__ = ["FusedScorer", "fused_heatmap", "log_odds"]

@@ -196,12 +196,17 @@ DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 class ClipFeatures:
-    """The frozen CLIP encoder with weights in ``dtype`` (bf16 weights run 1.6x faster than
-    fp32 under autocast on this CPU) and its file's SHA-256."""
+    """The frozen CLIP encoder with weights in ``dtype`` and its file's SHA-256. ``auto``: bf16
+    where the CPU computes in it (AVX512-BF16/AMX: bf16 weights ran 1.6x faster than fp32 under
+    autocast there), else fp32 (an AVX2-only CPU only emulates bf16: 7x slower than fp32 there,
+    9.5 against 67 GFLOP/s on a 768 x 3072 matmul, docs/detector-v3.md)."""
 
-    def __init__(self, weights: Path | None = None, dtype: str = "bf16", chunk: int = 32) -> None:
+    def __init__(self, weights: Path | None = None, dtype: str = "auto", chunk: int = 32) -> None:
         from aidetect.model.clip import WEIGHTS_PATH, load_clip_encoder
+        from aidetect.model.precision import pick_precision, precision_name
 
+        if dtype == "auto":
+            dtype = precision_name(pick_precision("auto", torch.device("cpu")))
         self.weights = Path(weights) if weights is not None else WEIGHTS_PATH
         self.encoder_hash = file_sha256(self.weights)
         self.dtype = dtype

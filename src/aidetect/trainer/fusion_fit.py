@@ -35,6 +35,7 @@ from aidetect.trainer.loso import (
     group_folds,
     source_units,
     unit_metrics,
+    verdict_rates,
 )
 
 
@@ -175,8 +176,7 @@ def cascade_table(s: np.ndarray, d: Pooled, rows: np.ndarray, cal: Any, cnn_card
 
     def rates_(pred: np.ndarray, unsure: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float]:
         mask = np.ones(len(y), bool) if mask is None else mask
-        wrong = (pred != (y == 1)) & ~unsure
-        return float(np.average(wrong[mask], weights=w[mask])), float(np.average(unsure[mask], weights=w[mask]))
+        return verdict_rates(pred[mask], unsure[mask], y[mask], w[mask])
 
     base_cw, base_unc = rates_(fused_pred, fused_unsure)
     out: dict[str, Any] = {"fused": {"confidently_wrong": base_cw, "uncertain": base_unc}, "candidates": {}, "chosen": None}

@@ -244,12 +244,18 @@ def calibrate(s: np.ndarray, y: np.ndarray, w: np.ndarray, cw_target: float = CW
 
 # -- metrics --------------------------------------------------------------------------------
 def rates(margin: np.ndarray, y: np.ndarray, band: float, w: np.ndarray | None = None) -> tuple[float, float]:
-    """(confidently wrong, uncertain) as fractions of the rows (weighted with ``w``)."""
+    """(confidently wrong, uncertain) as fractions of the rows (weighted with ``w``) of the verdicts
+    of calibrated margins: ai where ``margin >= 0``, uncertain where ``|margin| < band``."""
+    return verdict_rates(margin >= 0, np.abs(margin) < band, y, w)
+
+
+def verdict_rates(pred_ai: np.ndarray, unsure: np.ndarray, y: np.ndarray,
+                  w: np.ndarray | None = None) -> tuple[float, float]:
+    """(confidently wrong, uncertain) of verdicts given as (says ai, uncertain) per row."""
     if not len(y):
         return float("nan"), float("nan")
-    unsure = np.abs(margin) < band
-    wrong = (margin >= 0) != (y == 1)
-    return float(np.average(wrong & ~unsure, weights=w)), float(np.average(unsure, weights=w))
+    wrong = (pred_ai != (y == 1)) & ~unsure
+    return float(np.average(wrong, weights=w)), float(np.average(unsure, weights=w))
 
 
 def auc(s: np.ndarray, y: np.ndarray) -> float:
