@@ -29,7 +29,7 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--datasets", default=",".join(DATASETS))
-    ap.add_argument("--view", default="center", choices=("center", "crops"))
+    ap.add_argument("--view", default="center", help="the cached CLIP view: center, crops, center<S> (e.g. center112)")
     ap.add_argument("--C", type=float, default=0.5, help="the probe's inverse L2 strength")
     ap.add_argument("--cnn", default="fast", help="the CNN branch: a shipped model's name (or a folder)")
     ap.add_argument("--hold-out-v2-test", action="store_true",

@@ -69,3 +69,31 @@ def test_cache_three_images(tmp_path, clip) -> None:
     assert crops.path.name.endswith(f"-{clip.dtype}.npz")
     again = fc.cache_dataset("tiny", data, cache, clip=clip, cnn=True, progress=False)  # resumable: nothing new
     assert all(n == 0 for n in again.computed.values())
+
+
+def test_a_smaller_centre_view_is_its_own_cache_file(tmp_path, clip) -> None:
+    """``center112``: CLIP's centre view at 112 px (position embeddings resampled to 7 x 7), in a
+    file of its own that ``clip-center`` never picks up; a size the encoder cannot take is refused."""
+    import torch
+
+    from aidetect.model.clip import clip_resize_crop
+    from aidetect.trainer.fusion_fit import clip_view_card
+
+    torch.set_num_threads(1)
+    assert [fc.view_size(v) for v in ("center", "crops", "center112", "center64", "center120", "center240", "middle")] == [
+        224, 224, 112, 64, None, None, None]
+    assert clip_view_card("center112") == {"clip_views": "center", "clip_size": 112}
+    assert clip_view_card("center") == {"clip_views": "center"}
+    data = tmp_path / "data"
+    (data / "real").mkdir(parents=True)
+    img = Image.fromarray(np.random.default_rng(1).integers(0, 255, (260, 300, 3), dtype=np.uint8))
+    img.save(data / "real" / "c.png")
+    cache = tmp_path / "cache"
+    fc.cache_dataset("tiny", data, cache, views=["center", "center112"], clip=clip, cnn=False, progress=False)
+    _items, feats = fc.load_features(cache, "tiny", kinds=("clip-center", "clip-center112"), optional=False)
+    want = clip.at_size(112)(clip_resize_crop(img, 112)[None]).detach().float().numpy()
+    assert np.allclose(feats["clip-center112"], want, atol=1e-4)
+    assert not np.allclose(feats["clip-center"], feats["clip-center112"], atol=1e-2)
+    assert clip.at_size(224) is clip.encoder and clip.encoder.input_size == 224  # the copy is resized, not it
+    with pytest.raises(ValueError, match="center120"):
+        fc.cache_dataset("tiny", data, cache, views=["center120"], clip=clip, cnn=False, progress=False)

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.skipif(not WEIGHTS_PATH.is_file(),
 
 
 def fused_model_dir(folder: Path, *, w_cnn: float, w_clip: float, bias: float = 0.0, seed: int = 0,
-                    views: str = "center", temperature: float = 1.0, cnn_firm: float | None = None) -> Path:
+                    views: str = "center", temperature: float = 1.0, cnn_firm: float | None = None,
+                    clip_size: int | None = None) -> Path:
     from aidetect.model.card import ModelCard
     from aidetect.model.checkpoint import save_model_dir
     from aidetect.model.fusion import FusionHead
@@ -33,7 +34,8 @@ def fused_model_dir(folder: Path, *, w_cnn: float, w_clip: float, bias: float = 
                                  probe_w=rng.normal(size=512) * 0.02, probe_b=0.1, w_cnn=w_cnn, w_clip=w_clip, bias=bias)
     card = ModelCard(architecture="fused_clip_cnn", input_size=224, temperature=temperature, threshold=0.5,
                      uncertain_band=[0.3, 0.7], fusion={"cnn": "fast", "clip": "clip_vit_b16", "clip_views": views,
-                                                                     "cnn_firm": cnn_firm})
+                                                                     "cnn_firm": cnn_firm,
+                                                                     **({"clip_size": clip_size} if clip_size else {})})
     return save_model_dir(head, card, folder)
 
 
@@ -96,6 +98,33 @@ def test_the_cascade_runs_clip_only_where_the_cnn_is_not_firm(tmp_path: Path, im
             assert v.branches == r.branches and v.prob_ai == pytest.approx(r.prob_ai)
 
 
+def test_a_smaller_clip_view_is_what_the_branch_scores(tmp_path: Path, images: list[Path]) -> None:
+    """``fusion.clip_size`` 112: the CLIP branch scores the 112 px centre view with the position
+    embeddings resampled to 7 x 7 patches (the same numbers as the feature cache's ``center112``),
+    and its Grad-CAM has that grid; a size the encoder cannot take is one line at load."""
+    import torch
+
+    from aidetect.errors import ModelLoadError
+    from aidetect.inference import Detector
+    from aidetect.model.clip import clip_resize_crop
+    from aidetect.trainer.feature_cache import ClipFeatures
+
+    det = Detector(fused_model_dir(tmp_path / "m", w_cnn=0.5, w_clip=1.0, clip_size=112), precision="fp32")
+    scorer = det.fused
+    assert scorer.clip.size == 112 and scorer.clip.patches == 7
+    big, _bigger, _small = det.classify(images, explain=True, heatmap_dir=tmp_path / "hm")
+    img = Image.open(images[0]).convert("RGB")
+    emb = ClipFeatures(dtype="fp32").embed(clip_resize_crop(img, 112)[None])
+    with torch.no_grad():
+        want = float(scorer.head.clip_logit(torch.from_numpy(emb))[0])
+    assert big.branches["clip"]["logit"] == pytest.approx(want, abs=1e-3)
+    logits, cams = scorer.clip.score([scorer.clip.views(img)], explain=True)
+    assert cams is not None and cams[0].shape[-2:] == (7, 7) and logits[0] == pytest.approx(want, abs=1e-3)
+    assert big.cam is not None and np.isfinite(big.cam).any()
+    with pytest.raises(ModelLoadError, match="clip_size"):
+        Detector(fused_model_dir(tmp_path / "bad", w_cnn=0.5, w_clip=1.0, clip_size=120))
+
+
 def test_fused_heatmap_follows_the_branch_shares(tmp_path: Path, images: list[Path]) -> None:
     """A head that gives the CLIP branch no weight draws the CNN's heatmap; one that gives the
     CNN none draws CLIP's, over CLIP's centre view: the rest of the picture, which only the CNN
@@ -118,24 +147,27 @@ def test_fused_heatmap_follows_the_branch_shares(tmp_path: Path, images: list[Pa
     assert not np.allclose(b.cam, ref.cam, atol=0.05)
 
 
-def test_fused_heatmap_has_no_seam_at_the_clip_square() -> None:
+@pytest.mark.parametrize("patches", [14, 7])  # 224 px and 112 px CLIP views
+def test_fused_heatmap_has_no_seam_at_the_clip_square(patches: int) -> None:
     """A wide picture: the CNN saw all of it (flat map), CLIP its centre square (hot everywhere).
     With equal shares the sum rises into the square over one CLIP patch instead of jumping there;
     where both branches saw everything, nothing fades (the picture's own edges are no border)."""
-    from aidetect.inference.fused import CLIP_FADE, fused_heatmap
+    from aidetect.inference.fused import fused_heatmap
 
     h, w = 140, 280
+    patch = h // patches
     cnn = np.full((h, w), 0.5, np.float32)
     clip = np.full((h, w), np.nan, np.float32)
     clip[:, 70:210] = 1.0
-    out = fused_heatmap(cnn, clip, np.array([0.5, 0.5]))
+    out = fused_heatmap(cnn, clip, np.array([0.5, 0.5]), patches)
     row = out[h // 2]
-    assert row[:70].max() == 0.0 and row[80:200].min() == pytest.approx(1.0)  # inside, past one patch
-    assert np.abs(np.diff(row)).max() <= 1.5 / (CLIP_FADE * h)  # a ramp, not a step (was 1.0 in one pixel)
-    full = fused_heatmap(cnn, np.ones((h, w), np.float32), np.array([0.5, 0.5]))
+    assert row[:70].max() == 0.0 and row[70 + patch:210 - patch].min() == pytest.approx(1.0)  # inside, past one patch
+    assert row[70 + patch // 2] < 0.75  # still fading half a patch in
+    assert np.abs(np.diff(row)).max() <= 1.5 / patch  # a ramp, not a step (was 1.0 in one pixel)
+    full = fused_heatmap(cnn, np.ones((h, w), np.float32), np.array([0.5, 0.5]), patches)
     assert np.allclose(full, 0.0)  # constant sum -> flat map (normalise), no fade at the picture's edges
     rnd = np.random.default_rng(0).random((h, w)).astype(np.float32)
-    both = fused_heatmap(cnn, rnd, np.array([0.3, 0.7]))
+    both = fused_heatmap(cnn, rnd, np.array([0.3, 0.7]), patches)
     from aidetect.explain.cam import normalise
     assert np.allclose(both, normalise(0.3 * cnn + 0.7 * rnd), atol=1e-6)
 

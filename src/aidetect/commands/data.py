@@ -189,7 +189,7 @@ def _named_spec(ctx: click.Context, param: click.Parameter, value: tuple[str, ..
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Cache folder (outside the repository): CACHE/NAME/items.csv and one .npz per feature kind.")
 @click.option("--views", default="center,crops", show_default=True,
-              help="CLIP views, comma-separated: center, crops; empty for none.")
+              help="CLIP views, comma-separated: center, crops, center<S> (center at S px, e.g. center112); empty for none.")
 @click.option("--cnn/--no-cnn", default=True, show_default=True, help="Also the shipped CNN's logit (Detector v3's CNN branch, `fast`).")
 @click.option("--clip-dtype", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
               help="CLIP weights' dtype (part of the cache key); auto: bf16 where the CPU computes in it, else fp32.")

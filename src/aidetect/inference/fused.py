@@ -34,6 +34,7 @@ from aidetect.inference.semantic import ClipBranch, ClipViews
 from aidetect.inference.verdict import Verdict
 from aidetect.inference.views import stitch
 from aidetect.model.card import CARD_FILE, ModelCard
+from aidetect.model.clip import INPUT_SIZE
 from aidetect.model.fusion import FusionHead, shares
 from aidetect.wording import uncertainty
 
@@ -76,7 +77,8 @@ class FusedScorer:
 
         clip_dir = branch_dir(owner.model_dir, str(fusion["clip"]), ENCODER_FILE)
         self.clip = ClipBranch(clip_dir, self.head, owner.device, owner.amp_dtype,
-                               str(fusion.get("clip_views", "center")), owner.cam_method)
+                               str(fusion.get("clip_views", "center")), owner.cam_method,
+                               int(fusion.get("clip_size", INPUT_SIZE)))
         self.clip_min_side = int(fusion.get("clip_min_side", self.cnn.min_side or 0))
         self.cnn_firm = float(fusion["cnn_firm"]) if fusion.get("cnn_firm") is not None else None
 
@@ -181,25 +183,23 @@ class FusedScorer:
         v.branches["skipped"] = None
         if c.cam is not None and clip_cam is not None and views is not None:
             v.cam_class = v.label if v.cam_target != "other" else ("real" if v.label == "ai" else "ai")
-            v.cam = fused_heatmap(c.cam, stitch(clip_cam, views.plan, d.width, d.height), share)
+            v.cam = fused_heatmap(c.cam, stitch(clip_cam, views.plan, d.width, d.height), share, self.clip.patches)
 
 
-CLIP_FADE = 1 / 14  # the CLIP heatmap fades in over one patch of its centre view (14 x 14 patches) inside its border
-
-
-def fused_heatmap(cnn_cam: np.ndarray, clip_cam: np.ndarray, share: np.ndarray) -> np.ndarray:
+def fused_heatmap(cnn_cam: np.ndarray, clip_cam: np.ndarray, share: np.ndarray, patches: int = 14) -> np.ndarray:
     """The two branches' heatmaps (each normalised over what it saw, NaN elsewhere; same canvas)
     as one: share-weighted sum, 0 for a branch where it did not look, NaN where neither did,
     normalised over the seen part. Where the CNN saw more than the CLIP views (the centre square
     of a wide image), the CLIP term fades in from the views' border over one patch
-    (:data:`CLIP_FADE` of the canvas's short side, the centre square's side), so the sum has no
-    seam at the square's edge that neither branch's evidence has."""
+    (1 / ``patches`` of the canvas's short side, the centre square's side; ``patches``: the CLIP
+    view's patch grid, 14 at 224 px), so the sum has no seam at the square's edge that neither
+    branch's evidence has."""
     import cv2
 
     from aidetect.explain.cam import normalise
 
     a, b = np.isfinite(cnn_cam), np.isfinite(clip_cam)
-    width = max(1.0, CLIP_FADE * min(clip_cam.shape))
+    width = max(1.0, min(clip_cam.shape) / patches)
     inside = cv2.distanceTransform(b.astype(np.uint8), cv2.DIST_L2, 3)  # 0 outside; image edges are no border
     fade = np.where(a, np.clip(inside / width, 0.0, 1.0), 1.0)
     total = share[0] * np.where(a, cnn_cam, 0) + share[1] * fade * np.where(b, clip_cam, 0)

@@ -39,6 +39,8 @@ from torch import nn
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 INPUT_SIZE = 224
+PATCH = 16
+MIN_INPUT_SIZE = 64  # 4 x 4 patches; below that the position embeddings say little
 EMBED_DIM = 512
 WIDTH = 768
 DEPTH = 12
@@ -207,7 +209,8 @@ class ClipImageEncoder(nn.Module):
 
     Input: uint8 (N, 3, 224, 224) RGB, normalised here; or float already normalised with
     CLIP mean/std (:func:`clip_preprocess`, the ONNX ``pixel_values``). ``encode`` also returns
-    the last block's output tokens (N, 197, 768; token 0 is the class token). For Grad-CAM,
+    the last block's output tokens (N, 197, 768; token 0 is the class token; fewer at a smaller
+    :meth:`set_input_size`). For Grad-CAM,
     ``cam_layer`` is the last block's first LayerNorm: the patch tokens *after* the last block
     do not reach the class token, so their gradient is zero."""
 
@@ -226,6 +229,23 @@ class ClipImageEncoder(nn.Module):
         for h in self._hooks:
             h.remove()
         self._hooks = [m.register_forward_pre_hook(_fake_quant_hook) for m in quantised_modules(self.vit)] if on else []
+
+    @property
+    def input_size(self) -> int:
+        return int(self.vit.patch_embed.img_size[0])
+
+    def set_input_size(self, size: int) -> ClipImageEncoder:
+        """Take ``size`` px square inputs (a multiple of :data:`PATCH`, :data:`MIN_INPUT_SIZE` to
+        :data:`INPUT_SIZE`): the 14 x 14 position embeddings resampled to the new patch grid
+        (timm's ``set_input_size``: bicubic, antialiased), in place. The cost falls with the
+        tokens: 112 px is 7 x 7 patches, about 1/6 of the 224 px forward here. Returns self."""
+        if size % PATCH or not MIN_INPUT_SIZE <= size <= INPUT_SIZE:
+            raise ValueError(f"CLIP input size {size}: want a multiple of {PATCH} from {MIN_INPUT_SIZE} to {INPUT_SIZE}")
+        if size != self.input_size:
+            if self.input_size != INPUT_SIZE:
+                raise ValueError("resample from the 224 px position embeddings only (load the encoder again)")
+            self.vit.set_input_size(img_size=size)
+        return self
 
     @property
     def cam_layer(self) -> nn.Module:

@@ -16,6 +16,9 @@ Views of the CLIP branch (pixels only: the file is decoded to upright RGB, nothi
 is read):
 
 * ``center``: CLIP's own view, the short side resized to 224 px (bicubic), centre crop;
+* ``center<S>`` (``center112``, ``center128``, ...): the same at S px (a multiple of 16 from 64 to
+  224), the encoder's position embeddings resampled to the smaller patch grid
+  (:meth:`ClipImageEncoder.set_input_size`): the cheap semantic view of a fused model;
 * ``crops``: up to :data:`MAX_CROPS` native-resolution 224 px windows on the 8 px JPEG grid,
   spread evenly (:func:`crop_boxes`); their embeddings are kept one by one (``crops``, NaN
   padded) and averaged (``emb``). An image with a side under 224 px has no native window: it
@@ -50,11 +53,26 @@ from aidetect.model import AI_INDEX
 CROP_SIZE = 224
 MAX_CROPS = 4
 GRID = 8
-VIEWS = ("center", "crops")
+VIEWS = ("center", "crops")  # and center<S>: view_size()
 ITEM_COLUMNS = ("path", "file", "sha256", "label", "source", "group", "generator", "source_sha256", "width",
                 "height", "v2_split")
 V2_SPLIT = (0.70, 0.85)  # --group-split 70,15,15 of scripts/train_default.sh v2
 V2_SOURCES = ("coco_sd", "forrealscan", "camera")
+
+
+def view_size(view: str) -> int | None:
+    """The input size of a CLIP view name (``center`` and ``crops``: 224, ``center<S>``: S);
+    None when the name is no view."""
+    from aidetect.model.clip import INPUT_SIZE, MIN_INPUT_SIZE, PATCH
+
+    if view in VIEWS:
+        return INPUT_SIZE
+    digits = view.removeprefix("center")
+    if view.startswith("center") and digits.isdigit():
+        size = int(digits)
+        if size % PATCH == 0 and MIN_INPUT_SIZE <= size <= INPUT_SIZE:
+            return size
+    return None
 
 
 # -- data sets ------------------------------------------------------------------------------
@@ -211,12 +229,23 @@ class ClipFeatures:
         self.encoder_hash = file_sha256(self.weights)
         self.dtype = dtype
         self.encoder = load_clip_encoder(self.weights, dtype=DTYPES[dtype])
+        self._sized: dict[int, torch.nn.Module] = {self.encoder.input_size: self.encoder}
         self.chunk = chunk
+
+    def at_size(self, size: int) -> torch.nn.Module:
+        """The encoder taking ``size`` px inputs (a copy with resampled position embeddings)."""
+        if size not in self._sized:
+            import copy
+
+            with torch.inference_mode(False), torch.no_grad():  # normal tensors, also when asked from embed()
+                self._sized[size] = copy.deepcopy(self.encoder).set_input_size(size).requires_grad_(False)
+        return self._sized[size]
 
     @torch.inference_mode()
     def embed(self, views: torch.Tensor) -> np.ndarray:
-        """uint8 (n, 3, 224, 224) -> float32 (n, 512) ``image_embeds``."""
-        out = [self.encoder(views[i:i + self.chunk]).float() for i in range(0, len(views), self.chunk)]
+        """uint8 (n, 3, S, S) -> float32 (n, 512) ``image_embeds`` (S: 224, or a smaller view's size)."""
+        encoder = self.at_size(int(views.shape[-1])) if len(views) else self.encoder
+        out = [encoder(views[i:i + self.chunk]).float() for i in range(0, len(views), self.chunk)]
         return torch.cat(out).numpy() if out else np.zeros((0, 512), np.float32)
 
 
@@ -284,9 +313,9 @@ def cache_dataset(name: str, spec: str | Path, cache: Path, *, views: Iterable[s
 
     t_start = time.perf_counter()
     views = [v for v in views if v]
-    unknown = [v for v in views if v not in VIEWS]
+    unknown = [v for v in views if view_size(v) is None]
     if unknown:
-        raise ValueError(f"unknown view(s) {unknown}; choose from {', '.join(VIEWS)}")
+        raise ValueError(f"unknown view(s) {unknown}; choose from {', '.join(VIEWS)}, center<S> (S: 64-224, a multiple of 16)")
     if views and clip is None:
         clip = ClipFeatures()
     if cnn and cnn_model is None:
@@ -345,14 +374,15 @@ def _featurise(part: list[dict], images: list[Image.Image], files: dict[str, Fea
     from aidetect.model.clip import clip_resize_crop
 
     shas = [r["sha256"] for r in part]
-    if clip is not None and "center" in views:
-        need = [i for i, s in enumerate(shas) if s not in files["center"].keys]
+    for view in (v for v in views if v != "crops" and clip is not None):
+        need = [i for i, s in enumerate(shas) if s not in files[view].keys]
         if need:
             t0 = time.perf_counter()
-            emb = clip.embed(torch.stack([clip_resize_crop(images[i]) for i in need]))
-            files["center"].add([shas[i] for i in need], emb=emb)
-            report.seconds["clip-center"] += time.perf_counter() - t0
-            report.computed[files["center"].path.name] += len(need)
+            size = view_size(view) or 0
+            emb = clip.embed(torch.stack([clip_resize_crop(images[i], size) for i in need]))
+            files[view].add([shas[i] for i in need], emb=emb)
+            report.seconds[f"clip-{view}"] += time.perf_counter() - t0
+            report.computed[files[view].path.name] += len(need)
     if clip is not None and "crops" in views:
         need = [i for i, s in enumerate(shas) if s not in files["crops"].keys]
         if need:
@@ -381,8 +411,9 @@ def _featurise(part: list[dict], images: list[Image.Image], files: dict[str, Fea
 
 # -- reading the cache back -----------------------------------------------------------------
 def find_feature_file(folder: Path, prefix: str) -> Path:
-    """The one ``prefix*.npz`` in ``folder`` (ValueError when none or several)."""
-    found = sorted(p for p in folder.glob(f"{prefix}*.npz") if not p.name.endswith(".tmp.npz"))
+    """The one ``prefix-*.npz`` in ``folder`` (ValueError when none or several); ``clip-center``
+    is not ``clip-center112``."""
+    found = sorted(p for p in folder.glob(f"{prefix}-*.npz") if not p.name.endswith(".tmp.npz"))
     if len(found) != 1:
         raise ValueError(f"{folder}: {len(found)} files {prefix}*.npz (want exactly one)")
     return found[0]

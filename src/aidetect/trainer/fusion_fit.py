@@ -194,6 +194,19 @@ def cascade_table(s: np.ndarray, d: Pooled, rows: np.ndarray, cal: Any, cnn_card
     return out
 
 
+def clip_view_card(view: str) -> dict[str, Any]:
+    """The card's ``fusion`` keys for a cached CLIP view: ``center`` (224 px), ``center<S>``
+    (``clip_size`` S); ``crops`` (a study view: the product has no crops-only rule) as it is."""
+    from aidetect.trainer.feature_cache import view_size
+
+    size = view_size(view)
+    if size is None:
+        raise ValueError(f"unknown CLIP view {view!r}")
+    if view == "crops":
+        return {"clip_views": view}
+    return {"clip_views": "center", **({"clip_size": size} if view != "center" else {})}
+
+
 def fit_fused_model(cache: Path, names: list[str], out_dir: Path, *, view: str = "center", C: float = 0.5,
                     cnn: str = "fast", clip: str = "clip_vit_b16", cnn_dir: Path | None = None,
                     hold_out_v2_test: bool = False, progress: Any = None) -> dict[str, Any]:
@@ -240,8 +253,8 @@ def fit_fused_model(cache: Path, names: list[str], out_dir: Path, *, view: str =
     card = ModelCard(
         architecture=ARCHITECTURE, input_size=cnn_card.input_size, temperature=round(cal.temperature, 6),
         threshold=0.5, uncertain_band=[round(lo, 4), round(hi, 4)],
-        fusion={"cnn": cnn, "clip": clip, "clip_views": view, "clip_min_side": int(cnn_card.domain.get("min_side", 0)),
-                "cnn_firm": cascade["chosen"]},
+        fusion={"cnn": cnn, "clip": clip, **clip_view_card(view),
+                "clip_min_side": int(cnn_card.domain.get("min_side", 0)), "cnn_firm": cascade["chosen"]},
         data={"cache": str(cache), "datasets": names, "view": view, "C": C, "hold_out_v2_test": hold_out_v2_test},
         metrics=report, training={"recipe": "aidetect.trainer.fusion_fit", "seconds": report["fit_seconds"],
                                   "torch": torch.__version__},
