@@ -13,6 +13,7 @@ shape. ``scripts/convert_efficientnet_lite.py`` calls it once and writes a model
 
 from __future__ import annotations
 
+import functools
 import re
 
 import torch
@@ -119,6 +120,14 @@ def _fused_op_available() -> bool:
         and torch.backends.mkldnn.is_available()
 
 
+@functools.cache
+def _fused_bf16_available() -> bool:
+    """The fused op in bf16 needs a CPU that computes in it (AVX512-BF16 / AVX-NE-CONVERT): on an
+    AVX2-only CPU it raises ("bf16 path needs the cpu support ..."), where the eager convolution
+    under bf16 autocast still runs (emulated, slowly: ``--precision bf16`` asked for it)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 class ConvAct(nn.Module):
     """A convolution (BatchNorm folded in) followed by its activation. On the CPU, for inference
     (nothing requires grad), both run as one oneDNN call: PyTorch's own pointwise-fused
@@ -153,7 +162,7 @@ class ConvAct(nn.Module):
         if self.fused is None or x.device.type != "cpu" or x.requires_grad or conv.weight.requires_grad:
             return self.act(conv(x))
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
-        if dtype not in (torch.float32, torch.bfloat16):
+        if dtype not in (torch.float32, torch.bfloat16) or (dtype == torch.bfloat16 and not _fused_bf16_available()):
             return self.act(conv(x))
         x = x.to(dtype)
         padding = conv.padding
