@@ -66,8 +66,8 @@ def start_worker(tmp_path: Path) -> Iterator:
     """start_worker(env, concurrency=2) -> a started WorkerProcess; all stopped after the test."""
     started: list[WorkerProcess] = []
 
-    def _start(env: dict[str, str], concurrency: int = 2) -> WorkerProcess:
-        w = WorkerProcess(env, tmp_path / f"worker{len(started)}.log", concurrency)
+    def _start(env: dict[str, str], concurrency: int = 2, extra: tuple[str, ...] = ()) -> WorkerProcess:
+        w = WorkerProcess(env, tmp_path / f"worker{len(started)}.log", concurrency, extra)
         started.append(w)
         return w.start()
 

@@ -108,6 +108,28 @@ def test_redis_restart_mid_scan(aidetect_home: Path, tmp_path: Path, redis_serve
     _assert_exactly_once(rows)
 
 
+def test_recycled_pool_children_come_up_and_score(aidetect_home: Path, tmp_path: Path, redis_server, start_worker,  # noqa: ANN001
+                                                  monkeypatch) -> None:  # noqa: ANN001
+    """A child replaced after every task (``--max-tasks-per-child 1``; in production after 500
+    tasks or past the memory guard) loads the model before it reports up: every replacement must
+    come up and score, none killed for a slow start (Celery's default 4 s killed them in a loop on
+    a loaded 2-core machine and the queue stalled; ``worker_proc_alive_timeout`` 120 s)."""
+    from aidetect.config import FAST_MODEL_DIR
+
+    n = 48
+    monkeypatch.setenv("AIDETECT_BROKER_URL", redis_server.url)
+    env = pipeline_env(aidetect_home, redis_server.url) | {"AIDETECT_MODEL": str(FAST_MODEL_DIR)}
+    monkeypatch.setenv("AIDETECT_MODEL", str(FAST_MODEL_DIR))
+    worker = start_worker(env, concurrency=2, extra=("--max-tasks-per-child", "1"))
+    folder = tmp_path / "images"
+    write_images(folder, n)
+    rows = ScanProcess(env, folder, tmp_path / "scan.json").wait(timeout=400)
+    assert len(rows) == n and all(r["status"] == "done" for r in rows)
+    log = worker.log_path.read_text(errors="replace")
+    assert log.count("loaded model") >= n // BATCH, worker.log()  # a fresh child (a fresh load) per task
+    assert "Timed out waiting for UP" not in log, worker.log()
+
+
 def test_broker_down_is_one_line_exit_2(aidetect_home: Path, tmp_path: Path) -> None:
     from redis_server import free_port
 

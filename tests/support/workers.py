@@ -31,16 +31,17 @@ def _children(pid: int) -> list[int]:
 class WorkerProcess:
     """`aidetect worker -c N` as a real subprocess (Celery prefork)."""
 
-    def __init__(self, env: dict[str, str], log: Path, concurrency: int = 2) -> None:
+    def __init__(self, env: dict[str, str], log: Path, concurrency: int = 2, extra: tuple[str, ...] = ()) -> None:
         self.env = env
         self.log_path = log
         self.concurrency = concurrency
+        self.extra = extra  # more `aidetect worker` options
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 120.0) -> WorkerProcess:
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aidetect.cli", "worker", "-c", str(self.concurrency), "-l", "INFO"],
+            [sys.executable, "-m", "aidetect.cli", "worker", "-c", str(self.concurrency), "-l", "INFO", *self.extra],
             env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         from aidetect.store.status import live_workers

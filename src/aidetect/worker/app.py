@@ -21,7 +21,11 @@ SOFT_TIME_LIMIT_S = 60  # a batch of 16 large tiled images takes a few seconds o
 HARD_TIME_LIMIT_S = 90  # also the safety net when a pool loses track of a job (celery#2011)
 VISIBILITY_TIMEOUT_S = HARD_TIME_LIMIT_S + 210  # must exceed the longest task
 MAX_TASKS_PER_CHILD = 500
-MAX_MEMORY_PER_CHILD_KB = 2_000_000
+MAX_MEMORY_PER_CHILD_KB = 4_000_000  # a leak guard: a child scoring 512 px batches in fp32 (an AVX2 CPU) passed 2 GB
+# A new pool child imports torch and loads the model before it reports "up" (worker_process_init):
+# 9 s on a loaded 2-core AVX2 machine. Celery's default (4 s) killed every replacement child before
+# it came up, again and again, and the queue stalled (seen in CI once children were recycled).
+PROC_ALIVE_TIMEOUT_S = 120.0
 EMBEDDED_POLL_S = 0.1
 
 
@@ -39,6 +43,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": HARD_TIME_LIMIT_S,
         "worker_max_tasks_per_child": MAX_TASKS_PER_CHILD,
         "worker_max_memory_per_child": MAX_MEMORY_PER_CHILD_KB,
+        "worker_proc_alive_timeout": PROC_ALIVE_TIMEOUT_S,
         "task_default_queue": QUEUE,
         "task_routes": {TASK_NAME: {"queue": QUEUE}},
         "broker_connection_retry_on_startup": True,
