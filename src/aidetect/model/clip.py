@@ -204,6 +204,12 @@ def _fake_quant_hook(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> tupl
     return (fake_quant_uint8(args[0]), *args[1:])
 
 
+def input_size_ok(size: int) -> bool:
+    """Whether the encoder takes ``size`` px inputs: a multiple of :data:`PATCH` from
+    :data:`MIN_INPUT_SIZE` to :data:`INPUT_SIZE`."""
+    return size % PATCH == 0 and MIN_INPUT_SIZE <= size <= INPUT_SIZE
+
+
 class ClipImageEncoder(nn.Module):
     """Images -> CLIP ``image_embeds`` (N, 512; not L2-normalised, as the ONNX output).
 
@@ -239,7 +245,7 @@ class ClipImageEncoder(nn.Module):
         :data:`INPUT_SIZE`): the 14 x 14 position embeddings resampled to the new patch grid
         (timm's ``set_input_size``: bicubic, antialiased), in place. The cost falls with the
         tokens: 112 px is 7 x 7 patches, about 1/6 of the 224 px forward here. Returns self."""
-        if size % PATCH or not MIN_INPUT_SIZE <= size <= INPUT_SIZE:
+        if not input_size_ok(size):
             raise ValueError(f"CLIP input size {size}: want a multiple of {PATCH} from {MIN_INPUT_SIZE} to {INPUT_SIZE}")
         if size != self.input_size:
             if self.input_size != INPUT_SIZE:

@@ -63,15 +63,13 @@ V2_SOURCES = ("coco_sd", "forrealscan", "camera")
 def view_size(view: str) -> int | None:
     """The input size of a CLIP view name (``center`` and ``crops``: 224, ``center<S>``: S);
     None when the name is no view."""
-    from aidetect.model.clip import INPUT_SIZE, MIN_INPUT_SIZE, PATCH
+    from aidetect.model.clip import INPUT_SIZE, input_size_ok
 
     if view in VIEWS:
         return INPUT_SIZE
     digits = view.removeprefix("center")
-    if view.startswith("center") and digits.isdigit():
-        size = int(digits)
-        if size % PATCH == 0 and MIN_INPUT_SIZE <= size <= INPUT_SIZE:
-            return size
+    if view.startswith("center") and digits.isdigit() and input_size_ok(int(digits)):
+        return int(digits)
     return None
 
 
