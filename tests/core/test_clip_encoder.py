@@ -245,6 +245,48 @@ def test_model_code_never_imports_onnx() -> None:
 # ---------------------------------------------------------------- the converted file
 
 
+def test_fused_for_inference_is_the_same_encoder_and_its_cam(tmp_path: Path) -> None:
+    """fuse_for_inference (oneDNN linears, fc1 + QuickGELU in one call): the same embeddings and
+    parameters; the Grad-CAM through the last block (which runs eagerly, with a gradient) the same."""
+    from aidetect.explain.cam import batched_cam, vit_tokens_to_map
+    from aidetect.model.onednn import FusedLinear, QuickGeluMlp, fused_ops_available
+
+    fake_file(tmp_path / "tiny.safetensors")
+    raw, _ = clip.read_weights(tmp_path / "tiny.safetensors")
+
+    def encoder() -> clip.ClipImageEncoder:
+        vit = tiny_vit()
+        vit.load_state_dict(clip.hf_to_timm(clip.dequantize_state(raw), vit.state_dict(), clip.key_map(TINY["depth"])))
+        return clip.ClipImageEncoder(vit).eval().requires_grad_(False)
+
+    plain, fused = encoder(), encoder()
+    keys = list(plain.state_dict())
+    assert fused.fuse_for_inference() == TINY["depth"] and fused.fuse_for_inference() == 0
+    assert list(fused.state_dict()) == keys
+    assert all(isinstance(b.mlp, QuickGeluMlp) and isinstance(b.attn.qkv, FusedLinear) for b in fused.vit.blocks)
+    with pytest.raises(RuntimeError, match="fused for inference"):
+        fused.set_act_quant(True)
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), plain(x), rtol=1e-4, atol=1e-5)
+    head = nn.Linear(16, 2).requires_grad_(False)
+    cams = [batched_cam(nn.Sequential(enc, head), enc.cam_layer, x, lambda logits: np.ones(len(logits), int),
+                        reshape_transform=vit_tokens_to_map) for enc in (plain, fused)]
+    torch.testing.assert_close(cams[1].logits, cams[0].logits, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(cams[1].cams, cams[0].cams, rtol=1e-3, atol=1e-5)
+    assert cams[1].cams.shape == (3, 2, 2) and cams[1].cams.max() > 0
+    if fused_ops_available():  # and the fused path is what ran without a gradient
+        calls = []
+        hook = torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: calls.append(type(m)))
+        try:
+            with torch.inference_mode():
+                fused(x)
+        finally:
+            hook.remove()
+        # fc1 and fc2 inside the fused MLP never run; the one eager linear is the projection head
+        assert calls.count(QuickGeluMlp) == TINY["depth"] and calls.count(nn.Linear) == 1
+
+
 def test_converted_file_layout() -> None:
     if not clip.WEIGHTS_PATH.is_file():
         pytest.skip(f"{clip.WEIGHTS_PATH.name} not converted here (scripts/convert_clip_onnx.py; not committed yet)")

@@ -155,7 +155,7 @@ def test_folded_batchnorm_and_fused_activation_are_the_same_function() -> None:
     (training, or a backward through these layers) the eager path runs."""
     import torch
 
-    from aidetect.model.efficientnet import ConvAct, _fused_op_available
+    from aidetect.model.onednn import ConvAct, fused_ops_available
 
     model, _ = load_model_dir(FAST_MODEL_DIR)
     x = torch.randn(2, 3, 256, 320)
@@ -173,7 +173,7 @@ def test_folded_batchnorm_and_fused_activation_are_the_same_function() -> None:
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     fused = [m for m in model.modules() if isinstance(m, ConvAct)]
     assert len(fused) == 49
-    assert all(m.fused is not None for m in fused) == _fused_op_available()
+    assert all(m.fused is not None for m in fused) == fused_ops_available()
     xg = x[:1].clone().requires_grad_(True)
     model(xg).sum().backward()  # with grad the eager path runs: gradients reach the input
     assert xg.grad is not None and xg.grad.abs().sum() > 0

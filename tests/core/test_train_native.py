@@ -104,3 +104,28 @@ def test_flat_share_tells_graphics_from_photos() -> None:
     half[..., :, :40] = 255.0
     share = flat_share(torch.cat([photo_like, flat, half]))
     assert float(share[0]) < 0.01 and float(share[1]) == 1.0 and 0.5 < float(share[2]) < 0.7
+
+
+def test_flat_share_is_the_same_for_uint8_float_and_either_layout() -> None:
+    """The uint8 path compares channel sums in int16 (means within 0.5 <=> sums within 1); it must
+    give exactly what the float definition gives, on neighbours one or two gray steps apart."""
+    g = torch.Generator().manual_seed(1)
+    # 4 x 4 blocks of one gray level (100 or 101), and 0-2 added to the red channel alone: in a
+    # block, neighbours' channel sums differ by 0, 1 (near: means 1/3 apart) or 2 (not: 2/3)
+    base = torch.randint(100, 102, (2, 1, 12, 10), generator=g).repeat_interleave(4, 2).repeat_interleave(4, 3)
+    views = base.repeat(1, 3, 1, 1)
+    views[:, 0] += torch.randint(0, 3, (2, 48, 40), generator=g)
+    views = views.to(torch.uint8)
+
+    def by_definition(v: torch.Tensor) -> torch.Tensor:
+        m = v.float().mean(dim=1)
+        c = m[:, 1:-1, 1:-1]
+        near = [(c - m[:, :-2, 1:-1]).abs() < 0.5, (c - m[:, 2:, 1:-1]).abs() < 0.5,
+                (c - m[:, 1:-1, :-2]).abs() < 0.5, (c - m[:, 1:-1, 2:]).abs() < 0.5]
+        return (near[0] & near[1] & near[2] & near[3]).float().mean(dim=(1, 2))
+
+    want = by_definition(views)
+    assert float(want.min()) > 0.05 and float(want.max()) < 0.95  # a mix of flat and not
+    for v in (views, views.contiguous(memory_format=torch.channels_last), views.float(),
+              views.float().contiguous(memory_format=torch.channels_last)):
+        assert torch.equal(flat_share(v), want)

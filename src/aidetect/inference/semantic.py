@@ -104,6 +104,7 @@ class ClipBranch:
             raise ModelLoadError(f"fusion.clip_size: {exc}") from None
         for p in self.encoder.parameters():
             p.requires_grad_(False)
+        self.encoder.fuse_for_inference()
         self.net = _ProbeNet(self.encoder, head).eval()
         self.device, self.amp_dtype, self.rule, self.cam_method = device, amp_dtype, rule, cam_method
         self.size = size

@@ -231,7 +231,12 @@ class ClipImageEncoder(nn.Module):
         return bool(self._hooks)
 
     def set_act_quant(self, on: bool) -> None:
-        """Emulate onnxruntime's dynamic uint8 activation quantisation (per image) or not."""
+        """Emulate onnxruntime's dynamic uint8 activation quantisation (per image) or not (not
+        after :meth:`fuse_for_inference`)."""
+        from aidetect.model.onednn import QuickGeluMlp
+
+        if on and any(isinstance(b.mlp, QuickGeluMlp) for b in self.vit.blocks):
+            raise RuntimeError("set_act_quant: the encoder is fused for inference")
         for h in self._hooks:
             h.remove()
         self._hooks = [m.register_forward_pre_hook(_fake_quant_hook) for m in quantised_modules(self.vit)] if on else []
@@ -252,6 +257,28 @@ class ClipImageEncoder(nn.Module):
                 raise ValueError("resample from the 224 px position embeddings only (load the encoder again)")
             self.vit.set_input_size(img_size=size)
         return self
+
+    @torch.no_grad()
+    def fuse_for_inference(self) -> int:
+        """For inference on the CPU: every block's qkv and output projections as
+        :class:`~aidetect.model.onednn.FusedLinear` and its MLP as
+        :class:`~aidetect.model.onednn.QuickGeluMlp` (fc1 + QuickGELU in one oneDNN call); the same
+        parameters, state-dict keys and function. With a gradient (the Grad-CAM's last block) they
+        run eagerly. Measured, bf16 on 2 cores of an AMX CPU, batch 32: see docs/detector-v3.md.
+        Returns the number of blocks changed (idempotent: 0 the second time)."""
+        from aidetect.model.onednn import FusedLinear, QuickGeluMlp
+
+        if self.act_quant:  # the fused MLP never calls fc1/fc2, where the emulation's hooks sit
+            raise RuntimeError("fuse_for_inference: not with act_quant (the onnxruntime emulation)")
+        done = 0
+        for block in self.vit.blocks:
+            if isinstance(block.mlp, QuickGeluMlp):
+                continue
+            block.attn.qkv = FusedLinear.of(block.attn.qkv)
+            block.attn.proj = FusedLinear.of(block.attn.proj)
+            block.mlp = QuickGeluMlp.of(block.mlp)
+            done += 1
+        return done
 
     @property
     def cam_layer(self) -> nn.Module:

@@ -13,12 +13,12 @@ shape. ``scripts/convert_efficientnet_lite.py`` calls it once and writes a model
 
 from __future__ import annotations
 
-import functools
 import re
 
 import torch
 from torch import nn
 
+from aidetect.model.onednn import ConvAct
 from aidetect.model.registry import register_model
 
 # Input normalisation of the converted weights: TF-Lite EfficientNet-Lite models take
@@ -110,69 +110,6 @@ class EfficientNetLite(nn.Module):
         # too coarse for a calibrated probability near the threshold
         with torch.autocast(x.device.type, enabled=False):
             return self.net.forward_head(features.float())
-
-
-_FUSED = {nn.ReLU6: ("hardtanh", [0.0, 6.0]), nn.ReLU: ("relu", []), nn.Identity: ("none", [])}
-
-
-def _fused_op_available() -> bool:
-    return hasattr(torch.ops, "mkldnn") and hasattr(torch.ops.mkldnn, "_convolution_pointwise") \
-        and torch.backends.mkldnn.is_available()
-
-
-@functools.cache
-def _fused_bf16_available() -> bool:
-    """The fused op in bf16 needs a CPU that computes in it (AVX512-BF16 / AVX-NE-CONVERT): on an
-    AVX2-only CPU it raises ("bf16 path needs the cpu support ..."), where the eager convolution
-    under bf16 autocast still runs (emulated, slowly: ``--precision bf16`` asked for it)."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-class ConvAct(nn.Module):
-    """A convolution (BatchNorm folded in) followed by its activation. On the CPU, for inference
-    (nothing requires grad), both run as one oneDNN call: PyTorch's own pointwise-fused
-    convolution (``torch.ops.mkldnn._convolution_pointwise``, the op torch.compile's CPU backend
-    emits), in the autocast dtype when autocast is on (bf16 weights cached). Measured on a 3x3
-    depthwise layer of the network (bf16, 96 channels, 256 x 256, batch 8): 15 vs 21 ms, the
-    same output. Elsewhere (CUDA, training, an activation it does not fuse, a torch without the
-    op): the eager convolution, then the activation."""
-
-    def __init__(self, conv: nn.Conv2d, act: nn.Sequential) -> None:
-        super().__init__()
-        self.conv, self.act = conv, act
-        from timm.layers.padding import pad_same  # timm is imported lazily (see EfficientNetLite)
-
-        kinds = [type(m) for m in act if not isinstance(m, nn.Identity)] or [nn.Identity]
-        self.fused = _FUSED.get(kinds[0]) if len(kinds) == 1 and _fused_op_available() else None
-        # timm's TF "same" padding, computed per input; None for a convolution with fixed padding
-        self.pad_same = pad_same if type(conv).__name__ == "Conv2dSame" else None
-        self._cast: tuple[torch.dtype, torch.Tensor, torch.Tensor] | None = None
-
-    def _weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        w, b = self.conv.weight, self.conv.bias
-        assert b is not None
-        if dtype == w.dtype:
-            return w, b
-        if self._cast is None or self._cast[0] != dtype:
-            self._cast = (dtype, w.to(dtype), b.to(dtype))
-        return self._cast[1], self._cast[2]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv = self.conv
-        if self.fused is None or x.device.type != "cpu" or x.requires_grad or conv.weight.requires_grad:
-            return self.act(conv(x))
-        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
-        if dtype not in (torch.float32, torch.bfloat16) or (dtype == torch.bfloat16 and not _fused_bf16_available()):
-            return self.act(conv(x))
-        x = x.to(dtype)
-        padding = conv.padding
-        if self.pad_same is not None:
-            x = self.pad_same(x, conv.kernel_size, conv.stride, conv.dilation)
-            padding = (0, 0)
-        w, b = self._weights(dtype)
-        attr, scalars = self.fused
-        return torch.ops.mkldnn._convolution_pointwise(x, w, b, list(padding), list(conv.stride), list(conv.dilation),
-                                                       conv.groups, attr, scalars, "")
 
 
 def _block_index(model: EfficientNetLite) -> list[tuple[int, int, bool]]:

@@ -101,18 +101,23 @@ def channel_mean_std(f: torch.Tensor) -> torch.Tensor:
 
 
 def flat_share(views: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) uint8 (or 0-255 float) -> (N,) share of inner pixels whose gray level is
-    within 0.5 of each of their four neighbours."""
-    if views.dim() == 4 and views.is_contiguous(memory_format=torch.channels_last):
-        g = views.permute(0, 2, 3, 1).float().mean(dim=3)  # NHWC in memory: reduce the contiguous axis
+    """(N, 3, H, W) uint8 (or 0-255 float) -> (N,) share of inner pixels whose gray level (the
+    channels' mean) is within 0.5 of each of their four neighbours."""
+    if views.dtype == torch.uint8:  # int16 sums: half the memory traffic of float32
+        g = views.sum(dim=1, dtype=torch.int16)
+    elif views.dim() == 4 and views.is_contiguous(memory_format=torch.channels_last):
+        g = views.permute(0, 2, 3, 1).float().sum(dim=3)  # NHWC in memory: reduce the contiguous axis
     else:
-        g = views.float().mean(dim=1)
+        g = views.float().sum(dim=1)
     if g.shape[-1] < 3 or g.shape[-2] < 3:
         return torch.ones(g.shape[0])
     c = g[:, 1:-1, 1:-1]
-    near = ((c - g[:, :-2, 1:-1]).abs() < 0.5) & ((c - g[:, 2:, 1:-1]).abs() < 0.5)
-    near &= ((c - g[:, 1:-1, :-2]).abs() < 0.5) & ((c - g[:, 1:-1, 2:]).abs() < 0.5)
-    return near.float().mean(dim=(1, 2))
+
+    def near(other: torch.Tensor) -> torch.Tensor:  # means within 0.5 <=> sums of 3 within 1.5
+        return (c - other).abs() * 2 < 3
+
+    both = near(g[:, :-2, 1:-1]) & near(g[:, 2:, 1:-1]) & near(g[:, 1:-1, :-2]) & near(g[:, 1:-1, 2:])
+    return both.float().mean(dim=(1, 2))
 
 
 def save_ood(stats: OODStats, model_dir: Path) -> Path:
