@@ -4,8 +4,11 @@ needed (a Grad-CAM's backward)."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
+import torch.nn.functional as F
 from timm.layers import Mlp, QuickGELU
 from torch import nn
 
@@ -93,3 +96,44 @@ def test_with_a_gradient_the_eager_layers_run() -> None:
         grads.append(x.grad)
     assert grads[1] is not None and grads[1].abs().sum() > 0
     torch.testing.assert_close(grads[1], grads[0])
+
+
+def _padded_first(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, stride: int, groups: int) -> torch.Tensor:
+    """The reference: timm's TF "same" padding of the whole input, then the convolution."""
+    from timm.layers.padding import pad_same
+
+    return F.conv2d(pad_same(x, w.shape[-2:], (stride, stride), (1, 1)), w, b, stride=stride, groups=groups)
+
+
+@needs_ops
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_same_convolution_without_padding_the_input(dtype: torch.dtype) -> None:
+    """conv_same_pointwise (oneDNN's symmetric padding + thin strips for the last row/column) is
+    the padded convolution: odd and even sizes, kernels 1/3/5, strides 1/2, dense and depthwise,
+    both memory formats; in bf16 within its rounding. Includes 17 x 3 inputs of a dense 3 x 3
+    stride-2 layer, whose strip would be an 8 x 1 output (where oneDNN's bf16 path went wrong)."""
+    from aidetect.model.onednn import conv_same_pointwise
+
+    if dtype == torch.bfloat16 and not bf16_computed():
+        pytest.skip("this CPU does not compute in bf16 (the fused op refuses it)")
+    g = torch.Generator().manual_seed(3)
+    cases = 0
+    for h, w_, k, s, dense, nhwc in itertools.product((3, 8, 15, 17), (3, 8, 9, 32), (1, 3, 5), (1, 2),
+                                                       (True, False), (True, False)):
+        if min(h, w_) < k:
+            continue
+        c_in, c_out = (6, 4) if dense else (6, 6)
+        x = torch.randn(2, c_in, h, w_, generator=g)
+        x = x.contiguous(memory_format=torch.channels_last) if nhwc else x
+        wt = torch.randn(c_out, c_in if dense else 1, k, k, generator=g)
+        b = torch.randn(c_out, generator=g)
+        groups = 1 if dense else c_in
+        want = _padded_first(x, wt, b, s, groups)
+        got = conv_same_pointwise(x.to(dtype), wt.to(dtype), b.to(dtype), (s, s), (1, 1), groups, "none", [])
+        assert got.shape == want.shape, (h, w_, k, s)
+        if dtype == torch.float32:
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+        else:
+            assert (got.float() - want).abs().max() <= 0.02 * want.abs().max() + 0.05, (h, w_, k, s, dense, nhwc)
+        cases += 1
+    assert cases > 300
