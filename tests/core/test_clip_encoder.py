@@ -207,7 +207,8 @@ def test_tiny_fake_file_matches_a_hugging_face_style_forward(tmp_path: Path) -> 
         enc.set_act_quant(True)
         assert enc.act_quant and 0 < (enc(x) - embeds).abs().max() < 0.5 * embeds.abs().max()
         enc.set_act_quant(False)
-        assert not enc.act_quant and torch.equal(enc(x), embeds)
+        assert not enc.act_quant
+        torch.testing.assert_close(enc(x), embeds, rtol=1e-5, atol=1e-6)
 
 
 def test_read_weights_refuses_other_files(tmp_path: Path) -> None:
@@ -285,6 +286,36 @@ def test_fused_for_inference_is_the_same_encoder_and_its_cam(tmp_path: Path) -> 
             hook.remove()
         # fc1 and fc2 inside the fused MLP never run; the one eager linear is the projection head
         assert calls.count(QuickGeluMlp) == TINY["depth"] and calls.count(nn.Linear) == 1
+
+
+def test_the_last_block_at_the_class_token_is_the_whole_block(tmp_path: Path) -> None:
+    """forward computes the last block for the class token alone: the embedding of encode (the
+    whole block), and the same Grad-CAM on the last block's norm1 (keys and values of every token)."""
+    from aidetect.explain.cam import batched_cam, vit_tokens_to_map
+
+    fake_file(tmp_path / "tiny.safetensors")
+    raw, _ = clip.read_weights(tmp_path / "tiny.safetensors")
+    vit = tiny_vit()
+    vit.load_state_dict(clip.hf_to_timm(clip.dequantize_state(raw), vit.state_dict(), clip.key_map(TINY["depth"])))
+    enc = clip.ClipImageEncoder(vit).eval().requires_grad_(False)
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(enc(x), enc.encode(x)[0], rtol=1e-5, atol=1e-6)
+
+    class Whole(nn.Module):  # the embedding through the whole last block
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc, self.head = enc, head
+
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            return self.head(self.enc.encode(t)[0])
+
+    head = nn.Linear(16, 2).requires_grad_(False)
+    short, whole = (batched_cam(m, enc.cam_layer, x, lambda lg: np.zeros(len(lg), int),
+                                reshape_transform=vit_tokens_to_map) for m in (nn.Sequential(enc, head), Whole()))
+    torch.testing.assert_close(short.logits, whole.logits, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(short.cams, whole.cams, rtol=1e-4, atol=1e-6)
+    assert short.cams.max() > 0
 
 
 def test_converted_file_layout() -> None:
