@@ -108,10 +108,10 @@ def _padded_first(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, stride: int
 @needs_ops
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_same_convolution_without_padding_the_input(dtype: torch.dtype) -> None:
-    """conv_same_pointwise (oneDNN's symmetric padding + thin strips for the last row/column) is
-    the padded convolution: odd and even sizes, kernels 1/3/5, strides 1/2, dense and depthwise,
-    both memory formats; in bf16 within its rounding. Includes 17 x 3 inputs of a dense 3 x 3
-    stride-2 layer, whose strip would be an 8 x 1 output (where oneDNN's bf16 path went wrong)."""
+    """conv_same_pointwise (a zero tap in front of the kernel where "same" pads one pixel more
+    after than before, so that oneDNN's symmetric padding serves) is the padded convolution: odd
+    and even sizes, kernels 1/3/5, strides 1/2, dense and depthwise, both memory formats; in bf16
+    within its rounding."""
     from aidetect.model.onednn import conv_same_pointwise
 
     if dtype == torch.bfloat16 and not bf16_computed():
