@@ -82,9 +82,10 @@ class FusedScorer:
         self.clip_min_side = int(fusion.get("clip_min_side", self.cnn.min_side or 0))
         self.cnn_firm = float(fusion["cnn_firm"]) if fusion.get("cnn_firm") is not None else None
 
-    def skip_reason(self, views: ClipViews | None, c: Verdict) -> str | None:
-        """Why the CLIP branch does not vote on this image (None: it does)."""
-        if views is None:
+    def skip_reason(self, semantic: bool, c: Verdict) -> str | None:
+        """Why the CLIP branch does not vote on this image (None: it does); ``semantic``: the
+        image is large enough for it."""
+        if not semantic:
             return f"image under {self.clip_min_side} px"
         firm = self.cnn_firm is not None and c.prob_ai is not None and not c.uncertain
         if firm and max(c.prob_ai, 1 - c.prob_ai) >= self.cnn_firm:  # type: ignore[arg-type,operator]
@@ -95,14 +96,13 @@ class FusedScorer:
                  heatmap_dir: str | Path | None) -> list[Verdict]:
         owner = self.owner
         verdicts = [Verdict(source=source_name(it, i), model_version=owner.version) for i, it in enumerate(items)]
-        images, decoded, clip_views = [], [], []
+        images, decoded, semantic = [], [], []
         for i, item in enumerate(items):
             v = verdicts[i]
             img = owner.open_item(item, v)
             if img is None:
                 continue
-            semantic = min(img.size) >= self.clip_min_side
-            clip_views.append(self.clip.views(img) if semantic else None)
+            semantic.append(min(img.size) >= self.clip_min_side)
             base = owner._overlay_base(img) if heatmap_dir is not None else None
             decoded.append(Decoded(i, img.width, img.height, base, v.sha256 or "", v.format))
             images.append(img)
@@ -110,14 +110,17 @@ class FusedScorer:
             return verdicts
         t0 = time.perf_counter()
         cnn = self.cnn._classify(images, explain, target, None)  # type: ignore[arg-type]
-        del images
         cnn_s = (time.perf_counter() - t0) / len(cnn)
         cnn_logit = np.array([log_odds(c.prob_ai) if c.prob_ai is not None else 0.0 for c in cnn])
-        skipped = [None if c.error else self.skip_reason(cv, c) for cv, c in zip(clip_views, cnn, strict=True)]
+        skipped = [None if c.error else self.skip_reason(sem, c) for sem, c in zip(semantic, cnn, strict=True)]
         with_clip = [k for k, c in enumerate(cnn) if c.error is None and skipped[k] is None]
         clip_logit = np.zeros(len(cnn))
         clip_cams: dict[int, np.ndarray] = {}
         t1 = time.perf_counter()
+        # the CLIP views of the images the branch scores only (the decoded images were alive for
+        # the CNN pass anyway; a firm image's views are never made)
+        clip_views: dict[int, ClipViews] = {k: self.clip.views(images[k]) for k in with_clip}
+        del images
         if with_clip:
             views = [clip_views[k] for k in with_clip]
 
@@ -139,7 +142,7 @@ class FusedScorer:
                 v.error = c.error
                 continue
             self._verdict(v, c, float(cnn_logit[k]), float(clip_logit[k]) if skipped[k] is None else None,
-                          clip_views[k], clip_cams.get(k), d, skipped[k])
+                          clip_views.get(k), clip_cams.get(k), d, skipped[k])
             v.timings.update({"cnn": cnn_s, **({"clip": clip_s} if skipped[k] is None else {})})
             if out_dir is not None and v.cam is not None:
                 owner._write_files(v, out_dir, d.overlay_base)
