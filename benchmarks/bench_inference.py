@@ -235,6 +235,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=64, help="images per dataset")
     ap.add_argument("--batch-sizes", default="1,16,32,64")
     ap.add_argument("--repeat", type=int, default=1, help="best of N runs per cell")
+    ap.add_argument("--pairs", type=int, default=5,
+                    help="(yardstick, path) pairs for the goal's ratio; more on a machine whose speed drifts")
     ap.add_argument("--no-tiling-table", action="store_true")
     ap.add_argument("--no-what-helps", action="store_true", help="skip the table of each speed-up taken away")
     ap.add_argument(
@@ -268,7 +270,7 @@ def main() -> None:
                 ran = sum(1 for b in branches if b.get("clip") is not None)
                 print(f"the CLIP branch ran on {ran} of {len(coco)} images (cascade fusion.cnn_firm "
                       f"{(det.card.fusion or {}).get('cnn_firm')}; the rest: {sorted({str(b.get('skipped')) for b in branches if b.get('clip') is None})})")
-            paired_ratio(det, coco, tmp, args.device, max(5, args.repeat))
+            paired_ratio(det, coco, tmp, args.device, max(args.pairs, args.repeat))
             provenance_cost(det, coco, tmp, max(1, args.repeat))
             big = large_photos(min(8, args.n), tmp)
             run_stage(det, big[:1], 8, "c", tmp)
