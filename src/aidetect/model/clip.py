@@ -36,6 +36,8 @@ from PIL import Image
 from safetensors import safe_open
 from torch import nn
 
+from aidetect.model.onednn import FusedLinear, QuickGeluMlp
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 INPUT_SIZE = 224
@@ -235,8 +237,6 @@ class ClipImageEncoder(nn.Module):
     def set_act_quant(self, on: bool) -> None:
         """Emulate onnxruntime's dynamic uint8 activation quantisation (per image) or not (not
         after :meth:`fuse_for_inference`)."""
-        from aidetect.model.onednn import QuickGeluMlp
-
         if on and any(isinstance(b.mlp, QuickGeluMlp) for b in self.vit.blocks):
             raise RuntimeError("set_act_quant: the encoder is fused for inference")
         for h in self._hooks:
@@ -268,8 +268,6 @@ class ClipImageEncoder(nn.Module):
         parameters, state-dict keys and function. With a gradient (the Grad-CAM's last block) they
         run eagerly. Measured, bf16 on 2 cores of an AMX CPU, batch 32: see docs/detector-v3.md.
         Returns the number of blocks changed (idempotent: 0 the second time)."""
-        from aidetect.model.onednn import FusedLinear, QuickGeluMlp
-
         if self.act_quant:  # the fused MLP never calls fc1/fc2, where the emulation's hooks sit
             raise RuntimeError("fuse_for_inference: not with act_quant (the onnxruntime emulation)")
         done = 0
