@@ -62,6 +62,8 @@ def test_quick_gelu_mlp_takes_only_a_quick_gelu_mlp() -> None:
         QuickGeluMlp.of(Mlp(48, 192, act_layer=nn.GELU))
     with pytest.raises(ValueError, match="not a QuickGELU MLP"):
         QuickGeluMlp.of(Mlp(48, 192, act_layer=QuickGELU, drop=0.1))
+    with pytest.raises(ValueError, match="not a QuickGELU MLP"):
+        QuickGeluMlp.of(Mlp(48, 192, act_layer=QuickGELU, bias=False))
 
 
 @needs_ops

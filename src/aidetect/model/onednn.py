@@ -64,8 +64,11 @@ _CONV_ACTS = {nn.ReLU6: ("hardtanh", [0.0, 6.0]), nn.ReLU: ("relu", []), nn.Iden
 
 
 def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
-    """TensorFlow's "same" padding of one axis: (before, after); ``after`` may be one more."""
-    total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    """TensorFlow's "same" padding of one axis, split as timm's ``pad_same`` splits it:
+    (before, after); ``after`` may be one more. (timm is imported lazily, see EfficientNetLite.)"""
+    from timm.layers.padding import get_same_padding
+
+    total = int(get_same_padding(size, kernel, stride, dilation))
     return total // 2, total - total // 2
 
 
@@ -174,7 +177,7 @@ class QuickGeluMlp(nn.Module):
 
     @classmethod
     def of(cls, mlp: nn.Module) -> QuickGeluMlp:
-        """From timm's ``Mlp`` with QuickGELU; ValueError for any other kind of MLP."""
+        """From timm's ``Mlp`` with QuickGELU and biases; ValueError for any other kind of MLP."""
         from timm.layers import QuickGELU
 
         parts = {name: m for name, m in mlp.named_children()}
@@ -182,7 +185,8 @@ class QuickGeluMlp(nn.Module):
                                                                  and parts[n].p == 0.0)
                       for n in ("drop1", "norm", "drop2"))
         if not (isinstance(parts.get("fc1"), nn.Linear) and isinstance(parts.get("act"), QuickGELU)
-                and isinstance(parts.get("fc2"), nn.Linear) and passive):
+                and isinstance(parts.get("fc2"), nn.Linear) and passive
+                and parts["fc1"].bias is not None and parts["fc2"].bias is not None):
             raise ValueError(f"not a QuickGELU MLP: {mlp}")
         return cls(parts["fc1"], parts["act"], parts["fc2"])
 
