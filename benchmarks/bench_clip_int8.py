@@ -46,6 +46,7 @@ from aidetect.model.clip import (  # noqa: E402
     PATCH,
     WIDTH,
     clip_resize_crop,
+    fake_quant_uint8,
     load_clip_encoder,
     quantised_modules,
 )
@@ -134,13 +135,13 @@ def speed(images: int) -> None:
 
 
 def fake_quant_per_token(x: torch.Tensor, asymmetric: bool) -> torch.Tensor:
+    """``x`` rounded as an int8 path with a scale per token (row) would round it: asymmetric is
+    onnxruntime's uint8 scheme (:func:`~aidetect.model.clip.fake_quant_uint8`) per row instead of
+    per picture; symmetric is :func:`per_token_quantise`."""
     if asymmetric:
-        lo, hi = x.amin(-1, keepdim=True), x.amax(-1, keepdim=True)
-        scale = (hi - lo).clamp_min(1e-8) / 255
-        zp = (-lo / scale).round()
-        return ((x / scale + zp).round().clamp(0, 255) - zp) * scale
-    scale = x.abs().amax(-1, keepdim=True).clamp_min(1e-8) / 127
-    return (x / scale).round().clamp(-127, 127) * scale
+        return fake_quant_uint8(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+    q, scale = per_token_quantise(x)
+    return (q * scale).to(x.dtype)
 
 
 def shared_views(n: int) -> tuple[torch.Tensor, list[str]]:
