@@ -18,9 +18,10 @@ data=${AIDETECT_SHARED_DATA:-../shared/data}/cifake
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-ACTIVE}
 case "$which" in
   default)
-    # The shipped default, Detector v3 (docs/detector-v3.md): the frozen CLIP encoder's centre view
-    # and the `fast` CNN's logit per image, cached (resumable; ~35 min at 2 threads here), then the
-    # fusion head fitted with leave-one-source-out calibration and the cascade (~15 min). Needs the
+    # The shipped default, Detector v3 (docs/detector-v3.md): the frozen CLIP encoder's centre view at
+    # 160 px (VIEW=center for CLIP's own 224 px) and the `fast` CNN's logit per image, cached
+    # (resumable; ~25 min of wall time on 2 cores), then the fusion head fitted with leave-one-source-out
+    # calibration and the cascade (~7 min). Needs the
     # extra data built first (docs/data.md: aidetect data build-extra ... --out $EXTRA); its
     # format-normalised copies (same draws every run, seeded by each file's hash) are made here.
     out=${2:-src/aidetect/shipped_models/default}
@@ -34,9 +35,9 @@ case "$which" in
     norm="$extra-normalised-crop"
     [ -f "$norm/index.csv" ] || .venv/bin/aidetect data format-baseline "$extra" --normalise-out "$norm" --normalise-mode crop
     .venv/bin/aidetect data features "coco_sd=$shared/coco_sd" "forrealscan=$shared/forrealscan" \
-      "camera=$shared/camera" "extra=$extra" "extra_norm_crop=$norm" --cache "$cache" --views center \
+      "camera=$shared/camera" "extra=$extra" "extra_norm_crop=$norm" --cache "$cache" --views "${VIEW:-center160}" \
       --threads "${THREADS:-2}"
-    exec .venv/bin/python scripts/train_v3.py --cache "$cache" --out "$out" ;;
+    exec .venv/bin/python scripts/train_v3.py --cache "$cache" --out "$out" --view "${VIEW:-center160}" ;;
   cifake)
     # The small-image model (images under 224 px): the default network with its first stage at full resolution
     # (strides 1, 2, 2, 2), 30 epochs, bf16 autocast where the CPU has it, eager (torch.compile

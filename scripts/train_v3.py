@@ -3,7 +3,7 @@
 
     # 1. features (frozen CLIP centre view + the v2 CNN's logit), resumable; docs/detector-v3.md
     .venv/bin/aidetect data features coco_sd=../shared/data/coco_sd forrealscan=../shared/data/forrealscan \\
-        camera=../shared/data/camera extra=/work/data/extra --cache /work/data/features --views center
+        camera=../shared/data/camera extra=/work/data/extra --cache /work/data/features --views center160
     # 2. the head (leave-one-source-out calibration), a few minutes on 2 cores
     .venv/bin/python scripts/train_v3.py --cache /work/data/features --out runs/v3
 
@@ -29,7 +29,8 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--datasets", default=",".join(DATASETS))
-    ap.add_argument("--view", default="center", help="the cached CLIP view: center, crops, center<S> (e.g. center112)")
+    ap.add_argument("--view", default="center160",
+                    help="the cached CLIP view: center (224 px), crops, center<S> (e.g. center160, the shipped default's)")
     ap.add_argument("--C", type=float, default=0.5, help="the probe's inverse L2 strength")
     ap.add_argument("--cnn", default="fast", help="the CNN branch: a shipped model's name (or a folder)")
     ap.add_argument("--hold-out-v2-test", action="store_true",

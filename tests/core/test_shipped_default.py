@@ -26,6 +26,8 @@ def test_the_default_is_the_fused_model_with_its_measurement() -> None:
     assert card.architecture == "fused_clip_cnn"
     assert card.fusion["cnn"] == "fast" and card.fusion["clip"] == "clip_vit_b16"
     assert card.fusion["clip_views"] == "center" and card.fusion["clip_min_side"] == 224
+    # the head scores CLIP's centre view at the size it was fitted on (160 px: docs/detector-v3.md)
+    assert card.data["view"] == f"center{card.fusion['clip_size']}" and card.fusion["clip_size"] == 160
     m = card.metrics
     # fitted on the shared sets, the extra data and its format-normalised copies (training only)
     assert m["training_copies"] > 3000 and m["rows"] >= 5000

@@ -7,7 +7,7 @@ uncertain band).
 Each verdict says how much each branch contributed (``Verdict.branches``: the branch's calibrated
 log-odds, its term of the fused logit and its share of the decision), and its heatmap is the
 two branches' heatmaps weighted by those shares: the CNN's CAM over what its views saw and the
-CLIP branch's Grad-CAM (last block, patch tokens) over its 224 px views, summed and normalised;
+CLIP branch's Grad-CAM (last block, patch tokens) over its views (``fusion.clip_size`` px), summed and normalised;
 parts neither saw stay "not seen". Images under ``fusion.clip_min_side`` (the CNN routes them to
 its small-image model) are scored by the CNN branch alone (CLIP on an upscaled thumbnail says
 nothing), and their verdict says so.

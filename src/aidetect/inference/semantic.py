@@ -3,8 +3,9 @@ image, scored by the fusion head's linear probe, explained by Grad-CAM on the la
 tokens. Knows nothing of Celery, SQL or Tk.
 
 The views' side S is the card's ``fusion.clip_size``: 224 px (CLIP's own, 14 x 14 patches) or
-smaller, the encoder's position embeddings resampled to the smaller patch grid (112 px: 7 x 7
-patches, about 1/6 of the 224 px forward: docs/detector-v3.md, "Inference cost").
+smaller, the encoder's position embeddings resampled to the smaller patch grid (the shipped
+default's 160 px: 10 x 10 patches, about half the 224 px forward; 112 px: 7 x 7, about 1/6:
+docs/detector-v3.md).
 
 Views (the card's ``fusion.clip_views``):
 
@@ -38,7 +39,7 @@ MAX_CROPS = 4
 
 @dataclass
 class ClipViews:
-    """One image's CLIP views: uint8 (k, 3, 224, 224) and where each comes from in the image."""
+    """One image's CLIP views: uint8 (k, 3, S, S) and where each comes from in the image."""
 
     pixels: torch.Tensor
     plan: ViewPlan  # regions in image coordinates, for the heatmap
