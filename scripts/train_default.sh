@@ -20,10 +20,11 @@ case "$which" in
   default)
     # The shipped default, Detector v3 (docs/detector-v3.md): the frozen CLIP encoder's centre view at
     # 160 px (VIEW=center for CLIP's own 224 px) and the `fast` CNN's logit per image, cached
-    # (resumable; ~25 min of wall time on 2 cores), then the fusion head fitted with leave-one-source-out
-    # calibration and the cascade (~7 min). Needs the
-    # extra data built first (docs/data.md: aidetect data build-extra ... --out $EXTRA); its
-    # format-normalised copies (same draws every run, seeded by each file's hash) are made here.
+    # (resumable; 17 min on 2 cores from an empty cache), then the fusion head fitted with
+    # leave-one-source-out calibration and the cascade (5 min); 21.6 min in all, measured on the
+    # AVX512-BF16 EPYC (docs/detector-v3.md, "Training time"). Needs the extra data built first
+    # (docs/data.md: aidetect data build-extra ... --out $EXTRA); its format-normalised copies (same
+    # draws every run, seeded by each file's hash) are made here.
     out=${2:-src/aidetect/shipped_models/default}
     shared=${AIDETECT_SHARED_DATA:-../shared/data}
     extra=${EXTRA:-/work/data/extra}
