@@ -69,6 +69,7 @@ def test_fused_verdicts_carry_each_branch_and_add_up(tmp_path: Path, images: lis
         fused = b["cnn"]["contribution"] + b["clip"]["contribution"] - 0.2
         assert v.prob_ai == pytest.approx(1 / (1 + math.exp(-fused / 1.3)), abs=1e-3)
         assert v.cam is not None and Path(v.overlay_path).is_file() and v.model_version == det.version
+        assert v.scored_by == det.version  # the fused model, not its CNN branch ("small image" in the GUI)
     # a 32 px image: the CNN branch's small-image model alone, and the verdict says so
     assert small.branches == {"cnn": {"logit": pytest.approx(small.branches["cnn"]["logit"]),
                                       "contribution": pytest.approx(small.branches["cnn"]["logit"]), "share": 1.0},

@@ -163,7 +163,9 @@ class FusedScorer:
                  views: ClipViews | None, clip_cam: np.ndarray | None, d: Decoded, skipped: str | None = None) -> None:
         """Fill ``v`` from the CNN branch's verdict ``c`` and the CLIP branch's logit (None: the
         CNN's verdict alone, for the reason ``skipped``)."""
-        v.tiles, v.seen, v.ood_score, v.scored_by = c.tiles, c.seen, c.ood_score, c.scored_by
+        v.tiles, v.seen, v.ood_score = c.tiles, c.seen, c.ood_score
+        # scored by this fused model, unless the CNN branch routed the image to its small-image model
+        v.scored_by = c.scored_by if c.scored_by != c.model_version else v.model_version
         v.cam_method, v.cam_target, v.cam_class = c.cam_method, c.cam_target, c.cam_class
         outside = c.uncertain_reason == "outside training data"
         if clip_logit is None:  # the CNN branch alone (small image, or firm): its own calibrated verdict
