@@ -29,6 +29,7 @@ case "$which" in
     shared=${AIDETECT_SHARED_DATA:-../shared/data}
     extra=${EXTRA:-/work/data/extra}
     cache=${CACHE:-/work/data/features}
+    view=${VIEW:-center160}  # the CLIP view the head is fitted on (the card's fusion.clip_size follows it)
     if [ ! -f "$extra/index.csv" ]; then
       echo "error: $extra/index.csv: build the extra data first (aidetect data build-extra, docs/data.md) or set EXTRA" >&2
       exit 2
@@ -36,9 +37,9 @@ case "$which" in
     norm="$extra-normalised-crop"
     [ -f "$norm/index.csv" ] || .venv/bin/aidetect data format-baseline "$extra" --normalise-out "$norm" --normalise-mode crop
     .venv/bin/aidetect data features "coco_sd=$shared/coco_sd" "forrealscan=$shared/forrealscan" \
-      "camera=$shared/camera" "extra=$extra" "extra_norm_crop=$norm" --cache "$cache" --views "${VIEW:-center160}" \
+      "camera=$shared/camera" "extra=$extra" "extra_norm_crop=$norm" --cache "$cache" --views "$view" \
       --threads "${THREADS:-2}"
-    exec .venv/bin/python scripts/train_v3.py --cache "$cache" --out "$out" --view "${VIEW:-center160}" ;;
+    exec .venv/bin/python scripts/train_v3.py --cache "$cache" --out "$out" --view "$view" ;;
   cifake)
     # The small-image model (images under 224 px): the default network with its first stage at full resolution
     # (strides 1, 2, 2, 2), 30 epochs, bf16 autocast where the CPU has it, eager (torch.compile
